@@ -54,9 +54,10 @@ class _Problems:
         return ~bad
 
 
-def _require(table: Table, columns: dict[str, str]) -> None:
+def _require(table: Table, columns: dict[str, str] | list[tuple[str, str]]) -> None:
     have = [str(c) for c in table.frame.columns]
-    for role, col in columns.items():
+    pairs = columns.items() if isinstance(columns, dict) else columns
+    for role, col in pairs:
         if col not in have:
             close = difflib.get_close_matches(col, have, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -97,7 +98,7 @@ def build_catalog(table: Table, config: LoadConfig, report: LoadReport) -> ItemC
     if text_fields is None:
         text_fields = [c for c in frame.columns if c != cols.item]
     else:
-        _require(table, {"text field": c for c in text_fields})
+        _require(table, [("text field", c) for c in text_fields])
     if not text_fields:
         raise DataError("no text columns besides the item id", file=table.file, column=cols.item)
     ids, missing_id = _ids(frame[cols.item])
