@@ -95,7 +95,7 @@ def test_temporal_split_is_causal(events, targets):
     sp = ds.split(strategy="temporal", valid_fraction=0.2, test_fraction=0.2,
                   temporal_targets=targets)
     order = np.lexsort((f["source_row"], f["timestamp"]))
-    n_train = int(round(len(f) * 0.6))
+    n_train = round(len(f) * 0.6)
     train_rows = set(order[:n_train].tolist())
     for u, s in enumerate(sp.train):
         rows = f[(f["user"] == u) & f.index.isin(train_rows)]

@@ -119,8 +119,8 @@ def temporal(dataset: RecDataset, config: SplitConfig) -> Split:
     rank = np.empty(len(f), dtype=np.int64)
     rank[order] = np.arange(len(f))
     n = len(f)
-    valid_start = int(round(n * (1 - config.valid_fraction - config.test_fraction)))
-    test_start = int(round(n * (1 - config.test_fraction)))
+    valid_start = round(n * (1 - config.valid_fraction - config.test_fraction))
+    test_start = round(n * (1 - config.test_fraction))
     period = np.where(rank >= test_start, 2, np.where(rank >= valid_start, 1, 0))
     user_order = dataset.interactions.order()
     users = f["user"].to_numpy()[user_order]
@@ -163,7 +163,7 @@ def split(dataset: RecDataset, config: SplitConfig) -> Split:
     seen = np.flatnonzero(np.bincount(dataset.interactions.frame["item"].to_numpy(),
                                       minlength=dataset.n_items))
     rng = np.random.default_rng(config.seed)
-    n_cold = int(round(config.cold_item_fraction * len(seen)))
+    n_cold = round(config.cold_item_fraction * len(seen))
     cold = np.zeros(dataset.n_items, dtype=bool)
     cold[rng.choice(seen, size=n_cold, replace=False)] = True
     result = leave_one_out(seqs, dataset.n_items, config, cold)
