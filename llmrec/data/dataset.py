@@ -96,7 +96,7 @@ class DatasetStats:
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 100 else f"{v:,.1f}"
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.2f}"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)

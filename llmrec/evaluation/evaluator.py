@@ -71,20 +71,19 @@ class EvalConfig:
             raise ValueError(
                 f"EvalConfig.ks must be a non-empty tuple of ints >= 1, got {self.ks!r}"
             )
-        self.ks = tuple(sorted(set(ks)))
+        self.ks = tuple(sorted({int(k) for k in ks}))
         if not isinstance(self.mask_history, bool):
             raise ValueError(
                 f"EvalConfig.mask_history must be True or False, got {self.mask_history!r}"
             )
         if not _is_pos_int(self.batch_size):
             raise ValueError(f"EvalConfig.batch_size must be an int >= 1, got {self.batch_size!r}")
+        self.batch_size = int(self.batch_size)
         names = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
         unknown = [m for m in names if m not in ALL_METRICS]
         if not names or unknown:
-            raise ValueError(
-                f"EvalConfig.metrics: unknown or empty {unknown or names!r}; "
-                f"allowed: {', '.join(ALL_METRICS)}"
-            )
+            what = f"unknown metric(s) {unknown!r}" if unknown else "must not be empty"
+            raise ValueError(f"EvalConfig.metrics: {what}; allowed: {', '.join(ALL_METRICS)}")
         self.metrics = tuple(dict.fromkeys(names))
         try:
             torch.device(self.device)
@@ -100,6 +99,8 @@ def _as_scores(raw: Any, n_rows: int, n_items: int, device: torch.device) -> tor
     if not isinstance(raw, (torch.Tensor, np.ndarray)):
         kind = type(raw).__name__
         raise TypeError(f"scorer must return a torch.Tensor or np.ndarray, got {kind}")
+    if isinstance(raw, np.ndarray) and not raw.flags.writeable:
+        raw = raw.copy()  # torch warns on read-only arrays, e.g. np.broadcast_to views
     scores = torch.as_tensor(raw).to(device)
     if tuple(scores.shape) != (n_rows, n_items):
         raise ValueError(
@@ -198,17 +199,17 @@ def evaluate(
     for g in group_names:
         if counts[g] == 0:
             continue
-        values = {key: float(sums[g][key]) / counts[g] for key in case_keys}
+        means = {key: float(sums[g][key]) / counts[g] for key in case_keys}
         if want_lists:
             lists = accs[g].finalize()
-            values |= {
+            means |= {
                 f"{m}@{k}": lists[f"{m}@{k}"]
                 for m in config.metrics
                 if m in LIST_METRICS and m not in skipped
                 for k in config.ks
             }
         label = name if g == "all" else f"{name}/{g}"
-        reports[g] = EvalReport(label, values, counts[g], dict(protocol), skipped=dict(skipped))
+        reports[g] = EvalReport(label, means, counts[g], dict(protocol), skipped=dict(skipped))
     report = reports.pop("all")
     report.groups = reports
     return report

@@ -160,10 +160,8 @@ def top_k_lists(
         scores = scores.masked_fill(mask, float("-inf"))
     items = torch.topk(scores, k, dim=1, sorted=True).indices  # (B, k)
     if mask is None:
-        valid = torch.ones_like(items, dtype=torch.bool)
-    else:
-        valid = ~mask.gather(1, items)  # (B, k)
-    return items, valid
+        return items, torch.ones_like(items, dtype=torch.bool)
+    return items, ~mask.gather(1, items)  # (B, k), (B, k)
 
 
 def gini(exposure: torch.Tensor) -> float:
@@ -200,7 +198,7 @@ class ExposureAccumulator:
         self.exposure = {k: torch.zeros(n_items, dtype=torch.float64, device=device) for k in ks}
         self.pop_sum = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ks}
         self.slots = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ks}
-        self.popularity = None
+        self.popularity: torch.Tensor | None = None
         if item_popularity is not None:
             self.popularity = item_popularity.to(device=device, dtype=torch.float64)  # (n_items,)
             if self.popularity.shape != (n_items,):

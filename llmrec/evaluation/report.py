@@ -9,15 +9,20 @@ from typing import Any
 __all__ = ["EvalReport", "compare_markdown", "protocol_line"]
 
 
-def protocol_line(protocol: dict[str, Any]) -> str:
+def protocol_line(protocol: dict[str, Any], *, with_ks: bool = True) -> str:
     """One human-readable sentence describing an evaluation protocol."""
     masking = "on" if protocol.get("mask_history") else "off"
     ks = ", ".join(str(k) for k in protocol.get("ks", []))
     return (
         f"Protocol: {protocol.get('ranking', 'full')} ranking over "
         f"{protocol.get('n_items', '?')} items; history masking {masking}; "
-        f"ties: {protocol.get('tie_policy', '?')}; K in {{{ks}}}."
+        f"ties: {protocol.get('tie_policy', '?')}" + (f"; K in {{{ks}}}." if with_ks else ".")
     )
+
+
+def _comparable(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The protocol minus the list of cut-offs, which does not change any shared metric."""
+    return {k: v for k, v in protocol.items() if k != "ks"}
 
 
 def _fmt(value: float | None) -> str:
@@ -105,8 +110,9 @@ def compare_markdown(
 ) -> str:
     """One markdown table, one row per report; the protocol line underneath.
 
-    Missing metrics show as ``n/a``. If the reports were computed under different protocols,
-    a warning line lists each report's protocol, since such numbers are not comparable.
+    Missing metrics show as ``n/a``. If the reports were computed under different protocols
+    (other than the set of K), a warning lists each report's protocol: such numbers are not
+    comparable.
     """
     if not reports:
         raise ValueError("compare_markdown needs at least one report")
@@ -117,9 +123,9 @@ def compare_markdown(
     for r in reports:
         cells = " | ".join(_fmt(r.metrics.get(k)) for k in keys)
         lines.append(f"| {r.name} | {r.n_cases} | {cells} |")
-    lines += ["", protocol_line(reports[0].protocol)]
-    if any(r.protocol != reports[0].protocol for r in reports[1:]):
+    lines += ["", protocol_line(reports[0].protocol, with_ks=False)]
+    if any(_comparable(r.protocol) != _comparable(reports[0].protocol) for r in reports[1:]):
         lines.append("")
         lines.append("**Warning: protocols differ, numbers are not comparable.**")
-        lines += [f"- {r.name}: {protocol_line(r.protocol)}" for r in reports]
+        lines += [f"- {r.name}: {protocol_line(r.protocol, with_ks=False)}" for r in reports]
     return "\n".join(lines)

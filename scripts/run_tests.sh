@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install everything, then lint and run the whole test suite (offline but for the package index).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -q "$@"
