@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,11 +28,12 @@ def register(name: str, *, prefix: bool = False) -> Callable[[SourceFn], SourceF
 
 
 def lookup(name: str) -> SourceFn | None:
+    """The source for ``name``; prefix sources get the full name as ``name=``."""
     if name in _REGISTRY:
         return _REGISTRY[name]
     for pre, fn in _PATTERNS:
         if name.startswith(pre):
-            return fn
+            return functools.partial(fn, name=name)
     return None
 
 
@@ -40,4 +42,4 @@ def available() -> list[str]:
     return sorted(_REGISTRY) + [f"{p}<...>" for p, _ in _PATTERNS]
 
 
-from llmrec.data.sources import movielens as _movielens  # noqa: E402,F401  (registers)
+from llmrec.data.sources import amazon, grouplens, movielens  # noqa: E402,F401  (register)
