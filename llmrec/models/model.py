@@ -1,0 +1,271 @@
+"""The recommender network: item tower -> sequence encoder -> retrieval -> attention re-rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmrec.models.attention import gelu_init_
+from llmrec.models.config import ModelConfig
+from llmrec.models.head import AttentionScoringHead
+from llmrec.models.sequence import SequenceEncoder
+
+
+@dataclass
+class RankOutput:
+    """Re-ranked candidates for a batch of users."""
+
+    items: torch.Tensor  # (B, C) candidate item indices, best first
+    scores: torch.Tensor  # (B, C) final scores (retrieval + head), descending
+    attention: torch.Tensor | None  # (B, C, L) head attention over history positions
+
+
+class ItemTower(nn.Module):
+    """Item vectors from text embeddings (+ learned id embeddings in transductive mode)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d, t = config.hidden_size, config.text_dim
+        if config.projection == "mlp":
+            self.proj: nn.Module = nn.Sequential(
+                nn.Linear(t, 4 * d), nn.GELU(), nn.Linear(4 * d, d)
+            )
+        else:
+            self.proj = nn.Linear(t, d)
+        self.ids = nn.Embedding(config.n_items, d) if config.mode == "transductive" else None
+        self.register_buffer("text", torch.zeros(config.n_items, t), persistent=False)
+
+    def set_text(self, text: torch.Tensor | np.ndarray) -> None:
+        """Install the (N, text_dim) text embeddings of the catalog."""
+        text = torch.as_tensor(np.asarray(text), dtype=torch.float32)
+        if text.shape != self.text.shape:
+            raise ValueError(
+                f"text embeddings of shape {tuple(text.shape)}, expected {tuple(self.text.shape)}"
+            )
+        self.text = text.to(self.text.device)
+
+    def forward(
+        self, index: torch.Tensor | None = None, text: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Vectors of items ``index`` (any shape; None = all) -> (..., D).
+
+        ``text`` overrides the cached text embeddings of those items (LoRA training).
+        """
+        if text is None:
+            text = self.text if index is None else self.text[index]
+        out = self.proj(text)
+        if self.ids is not None:
+            out = out + (self.ids.weight if index is None else self.ids(index))
+        return out
+
+    def grow(self, text: torch.Tensor) -> None:
+        """Append new items: their text embeddings, and zero id vectors (text decides)."""
+        self.text = torch.cat([self.text, text.to(self.text)])
+        if self.ids is not None:
+            old = self.ids.weight.data
+            self.ids = nn.Embedding(len(self.text), old.shape[1]).to(old)
+            self.ids.weight.data[: len(old)] = old
+            self.ids.weight.data[len(old) :] = 0.0
+
+
+class SeqRecModel(nn.Module):
+    """Text-aware sequential recommender."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.items = ItemTower(c)
+        self.sequence = SequenceEncoder(
+            c.hidden_size, c.n_layers, c.n_heads, c.inner_size, c.dropout, c.max_len
+        )
+        self.head = AttentionScoringHead(c.hidden_size, c.n_heads, c.inner_size, c.dropout)
+        gelu_init_(self)
+        self.head.reset_output()
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items.text)
+
+    def forward(self, seq: torch.Tensor, targets: torch.Tensor, **kwargs: object) -> TrainOutput:
+        """Training losses (see :func:`training_loss`); going through ``forward`` lets
+        distributed wrappers synchronise gradients."""
+        return training_loss(self, seq, targets, **kwargs)  # type: ignore[arg-type]
+
+    def encode_history(
+        self, seq: torch.Tensor, item_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``seq`` (B, L) item indices left-padded with -1 -> states (B, L, D)."""
+        valid = seq >= 0  # (B, L)
+        idx = seq.clamp(min=0)
+        vec = self.items(idx) if item_vectors is None else item_vectors[idx]  # (B, L, D)
+        return self.sequence(vec * valid[..., None], valid)
+
+    def rerank(
+        self,
+        seq: torch.Tensor,
+        states: torch.Tensor,
+        candidates: torch.Tensor,
+        item_vectors: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final scores (B, C) and attention (B, C, L) of ``candidates`` (B, C)."""
+        cand = item_vectors[candidates]  # (B, C, D)
+        retrieval = (cand * states[:, -1:, :]).sum(-1)  # (B, C)
+        head = self.head(cand, states, seq >= 0)
+        return retrieval + head.scores, head.attention
+
+    @torch.no_grad()
+    def rank(
+        self, seq: torch.Tensor, *, top_n: int | None = None, exclude: torch.Tensor | None = None
+    ) -> RankOutput:
+        """Two-stage ranking: dot-product retrieval of ``top_n`` candidates over the unmasked
+        catalog (``exclude`` (B, N) bool: True = never recommend), then the attention head."""
+        vectors = self.items()  # (N, D)
+        states = self.encode_history(seq, vectors)  # (B, L, D)
+        retrieval = states[:, -1] @ vectors.T  # (B, N)
+        if exclude is not None:
+            retrieval = retrieval.masked_fill(exclude, float("-inf"))
+        n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
+        top = retrieval.topk(n, dim=1)
+        if self.config.head_top_n == 0:
+            return RankOutput(top.indices, top.values, None)
+        final, attention = self.rerank(seq, states, top.indices, vectors)
+        final = final.masked_fill(torch.isinf(top.values), float("-inf"))
+        order = final.argsort(dim=1, descending=True)
+        return RankOutput(
+            top.indices.gather(1, order),
+            final.gather(1, order),
+            attention.gather(1, order[..., None].expand_as(attention)),
+        )
+
+    @torch.no_grad()
+    def score_all(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, N) scores for full-ranking evaluation: the re-ranked top-N come first, in the
+        head's order; every other item keeps its retrieval score below them."""
+        vectors = self.items()
+        states = self.encode_history(seq, vectors)
+        retrieval = states[:, -1] @ vectors.T  # (B, N)
+        if self.config.head_top_n == 0:
+            return retrieval
+        n = min(self.config.head_top_n, self.n_items)
+        top = retrieval.topk(n, dim=1)
+        final, _ = self.rerank(seq, states, top.indices, vectors)  # (B, n)
+        lift = retrieval.max(1, keepdim=True).values - final.min(1, keepdim=True).values + 1.0
+        return retrieval.scatter(1, top.indices, final + lift)
+
+
+@dataclass
+class TrainOutput:
+    """Losses of one training batch."""
+
+    loss: torch.Tensor  # scalar: retrieval + head_weight * head
+    retrieval_loss: torch.Tensor
+    head_loss: torch.Tensor
+
+
+def sampled_candidates(
+    targets: torch.Tensor,
+    n_items: int,
+    n_random: int,
+    popularity: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """In-batch targets plus uniform random items, with log-Q correction terms.
+
+    Returns candidates (C,), the log expected sampling count of each (C,), and the label of
+    every target (same shape as ``targets``, -100 where the target is -100).
+    """
+    real = targets[targets >= 0]
+    random = torch.randint(n_items, (n_random,), generator=generator, device=targets.device)
+    cand, inverse = torch.unique(torch.cat([real, random]), return_inverse=True)
+    p = popularity / popularity.sum()
+    expected = len(real) * p[cand] + n_random / n_items  # expected draws per candidate
+    labels = torch.full_like(targets, -100)
+    labels[targets >= 0] = inverse[: len(real)]
+    return cand, expected.log(), labels
+
+
+def training_loss(
+    model: SeqRecModel,
+    seq: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    head_weight: float,
+    sampled: tuple[torch.Tensor, ...] | None = None,
+    candidate_text: torch.Tensor | None = None,
+) -> TrainOutput:
+    """Next-item cross-entropy at every position, plus the head's re-ranking loss.
+
+    ``seq`` (B, L) left-padded histories, ``targets`` (B, L) next items (-100 = none).
+    ``sampled`` = (candidates, log_q, labels) switches to sampled softmax with log-Q
+    correction; ``candidate_text`` (C, text_dim) then gives the candidates' live text
+    embeddings (encoder fine-tuning).
+    """
+    vectors = model.items()  # (N, D)
+    states = model.encode_history(seq, vectors)  # (B, L, D)
+    if sampled is None:
+        logits = states @ vectors.T  # (B, L, N)
+        retrieval = nn.functional.cross_entropy(
+            logits.flatten(0, 1), targets.flatten(), ignore_index=-100
+        )
+    else:
+        cand, log_q, labels = sampled
+        cand_vec = model.items(cand, candidate_text)  # (C, D)
+        logits = states @ cand_vec.T - log_q  # (B, L, C)
+        retrieval = nn.functional.cross_entropy(
+            logits.flatten(0, 1), labels.flatten(), ignore_index=-100
+        )
+    head = retrieval.new_zeros(())
+    last = targets[:, -1]  # (B,) the window's final next item
+    if model.config.head_top_n and head_weight > 0 and bool((last >= 0).any()):
+        keep = last >= 0
+        s, st, tgt = seq[keep], states[keep], last[keep]
+        with torch.no_grad():
+            scores = st[:, -1] @ vectors.T  # (b, N)
+            n = min(model.config.head_top_n, vectors.shape[0])
+            top = scores.topk(n, dim=1).indices  # (b, n)
+            hit = top == tgt[:, None]
+            # make sure the target is a candidate: replace the weakest one when missing
+            top[:, -1] = torch.where(hit.any(1), top[:, -1], tgt)
+            label = (top == tgt[:, None]).float().argmax(1)
+        final, _ = model.rerank(s, st, top, vectors)  # (b, n)
+        head = nn.functional.cross_entropy(final, label)
+    return TrainOutput(retrieval + head_weight * head, retrieval, head)
+
+
+def pad_left(
+    histories: list[np.ndarray],
+    max_len: int,
+    device: torch.device | str = "cpu",
+    length: int | None = None,
+) -> torch.Tensor:
+    """The most recent ``max_len`` items of each history, left-padded with -1: (B, L).
+
+    ``L`` is ``length`` if given, else the longest kept history (at least 1).
+    """
+    kept = [np.asarray(h[-max_len:], dtype=np.int64) for h in histories]
+    width = length or max(1, max((len(h) for h in kept), default=1))
+    out = np.full((len(kept), width), -1, dtype=np.int64)
+    for row, h in enumerate(kept):
+        if len(h):
+            out[row, width - len(h) :] = h
+    return torch.from_numpy(out).to(device)
+
+
+class ModelScorer:
+    """Adapts a :class:`SeqRecModel` to the evaluation harness's scorer protocol."""
+
+    def __init__(self, model: SeqRecModel, device: torch.device | str = "cpu") -> None:
+        self.model, self.device = model, device
+
+    def __call__(self, users: np.ndarray, histories: list[np.ndarray]) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            seq = pad_left(histories, self.model.config.max_len, self.device)
+            return self.model.score_all(seq)
+        finally:
+            self.model.train(was_training)

@@ -1,0 +1,44 @@
+"""The user side: a causal transformer over the history's item vectors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llmrec.models.attention import TransformerBlock, causal_allowed
+
+
+class SequenceEncoder(nn.Module):
+    """Item vectors + learned positions -> causal transformer -> one state per position.
+
+    Histories are left-padded, so the most recent item always sits at position ``L - 1``
+    and its state is the user's representation.
+    """
+
+    def __init__(
+        self, dim: int, n_layers: int, n_heads: int, inner: int, dropout: float, max_len: int
+    ) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.pos = nn.Embedding(max_len, dim)
+        self.ln_in = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, n_heads, inner, dropout) for _ in range(n_layers)
+        )
+        self.ln_out = nn.LayerNorm(dim)
+
+    def forward(self, items: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``items`` (B, L, D) item vectors (zeros at padding), ``valid`` (B, L) bool.
+
+        Returns states (B, L, D); padding positions hold values that nothing should read.
+        """
+        length = items.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"history of {length} positions exceeds max_len={self.max_len}")
+        pos = self.pos.weight[self.max_len - length :]  # (L, D): right-aligned positions
+        x = self.drop(self.ln_in(items + pos[None]))  # (B, L, D)
+        allowed = causal_allowed(valid)  # (B, L, L)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.ln_out(x)  # (B, L, D)

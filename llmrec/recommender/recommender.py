@@ -1,0 +1,305 @@
+"""The notebook-facing API: fit, evaluate, recommend, add items, save and load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmrec.data.cases import EvalCases
+from llmrec.data.catalog import ItemCatalog
+from llmrec.data.dataset import RecDataset
+from llmrec.data.split import Split
+from llmrec.data.template import ItemTemplate
+from llmrec.evaluation import EvalConfig, EvalReport, evaluate
+from llmrec.models.config import ModelConfig
+from llmrec.models.embedding_cache import EmbeddingCache
+from llmrec.models.encoder import ItemTextEncoder
+from llmrec.models.encoder_config import EncoderConfig
+from llmrec.models.model import ModelScorer, SeqRecModel, pad_left
+from llmrec.recommender.storage import atomic_dir, read_json, write_json
+from llmrec.recommender.types import Evidence, Recommendation, RecommendationList, RemovedItem
+from llmrec.train.config import TrainConfig
+from llmrec.train.trainer import FitResult, Trainer
+
+logger = logging.getLogger("llmrec")
+ON_UNKNOWN = ("error", "ignore")
+N_EVIDENCE = 3
+
+
+class Recommender:
+    """Text-aware sequential recommender.
+
+    >>> rec = Recommender()                      # all-MiniLM-L6-v2 item encoder
+    >>> rec.fit(load_dataset("ml-100k"))         # doctest: +SKIP
+    >>> rec.recommend(["50", "181"], k=5)        # doctest: +SKIP
+    """
+
+    def __init__(self, encoder: EncoderConfig | None = None, model: ModelConfig | None = None,
+                 *, cache_dir: str | Path | None = None) -> None:
+        self.encoder_config = encoder or EncoderConfig()
+        self.model_config = model or ModelConfig()
+        self.cache_dir = cache_dir
+        self._encoder: ItemTextEncoder | None = None
+        self.model: SeqRecModel | None = None
+        self.catalog: ItemCatalog | None = None
+        self.popularity: np.ndarray | None = None
+        self.blocked: np.ndarray | None = None  # (N,) bool: the safety layer's verdicts
+        self.block_reasons: dict[int, str] = {}
+
+    # -- encoder -----------------------------------------------------------------------
+    @property
+    def encoder(self) -> ItemTextEncoder:
+        """The item text encoder (loaded on first use)."""
+        if self._encoder is None:
+            self._encoder = ItemTextEncoder(self.encoder_config)
+        return self._encoder
+
+    def encode_texts(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
+        """Text embeddings, through the on-disk cache (unchanged texts are never re-encoded)."""
+        from llmrec.data.sources.cache import cache_dir
+
+        cache = EmbeddingCache(cache_dir(self.cache_dir) / "embeddings")
+        return self.encoder.encode(list(texts), cache=cache, show_progress=show_progress)
+
+    # -- training ----------------------------------------------------------------------
+    def fit(self, dataset: RecDataset, split: Split | None = None,
+            train: TrainConfig | None = None, **train_overrides: Any) -> FitResult:
+        """Encode the catalog, then train on ``split`` (default: leave-one-out of ``dataset``)."""
+        if train is not None and train_overrides:
+            raise ValueError("pass either a TrainConfig or keyword overrides, not both")
+        train = train or TrainConfig.from_dict(train_overrides)
+        split = split or dataset.split()
+        if split.n_items != dataset.n_items:
+            raise ValueError(f"split has {split.n_items} items, dataset {dataset.n_items}")
+        self.catalog = dataset.catalog
+        text = self.encode_texts(dataset.catalog.texts(), show_progress=train.progress)
+        cfg = ModelConfig.from_dict({**self.model_config.to_dict(), "n_items": dataset.n_items,
+                                     "text_dim": text.shape[1]})
+        self.model_config = cfg
+        torch.manual_seed(train.seed)
+        self.model = SeqRecModel(cfg)
+        self.model.items.set_text(text)
+        self.popularity = split.item_counts()
+        if self.blocked is None or len(self.blocked) != dataset.n_items:
+            self.blocked = np.zeros(dataset.n_items, dtype=bool)
+        result = Trainer(self.model, split, train).train()
+        self.model.eval()
+        return result
+
+    def _require_model(self) -> SeqRecModel:
+        if self.model is None or self.catalog is None:
+            raise RuntimeError("the recommender is not trained: call fit() or from_pretrained()")
+        return self.model
+
+    # -- evaluation --------------------------------------------------------------------
+    def evaluate(self, cases: EvalCases | Split, config: EvalConfig | None = None,
+                 *, name: str = "llmrec") -> EvalReport:
+        """Full-ranking evaluation (test cases of a split, or any :class:`EvalCases`)."""
+        model = self._require_model()
+        if isinstance(cases, Split):
+            cases = cases.test
+        return evaluate(ModelScorer(model), cases, config, item_popularity=self.popularity,
+                        name=name)
+
+    # -- inference ---------------------------------------------------------------------
+    def _history_indices(self, history: Sequence[str], on_unknown: str,
+                         notes: list[str]) -> np.ndarray:
+        catalog = self.catalog
+        assert catalog is not None
+        if isinstance(history, str):
+            raise TypeError("history must be a sequence of item ids, not one string")
+        unknown = [h for h in history if str(h) not in catalog]
+        if unknown:
+            if on_unknown == "error":
+                raise KeyError(f"unknown item id(s) in history: {unknown[:10]} (pass "
+                               "on_unknown='ignore' to skip them)")
+            notes.append(f"ignored {len(unknown)} unknown item id(s): {unknown[:10]}")
+        idx = np.array([catalog.index(str(h)) for h in history if str(h) in catalog],
+                       dtype=np.int64)
+        max_len = self.model_config.max_len
+        if len(idx) > max_len:
+            notes.append(f"history of {len(idx)} items: the model reads the {max_len} most "
+                         "recent")
+        return idx
+
+    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_history: bool = True,
+                  on_unknown: str = "error") -> RecommendationList:
+        """Top-``k`` items for one user's history (external item ids, oldest first)."""
+        return self.recommend_batch([history], k, exclude_history=exclude_history,
+                                    on_unknown=on_unknown)[0]
+
+    @torch.no_grad()
+    def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, *,
+                        exclude_history: bool = True,
+                        on_unknown: str = "error") -> list[RecommendationList]:
+        """:meth:`recommend` for many users at once (one forward pass per batch).
+
+        - An empty history (a cold-start user) gets the most popular training items.
+        - Blocked items (safety layer) and, by default, the user's own history are never
+          recommended; when fewer than ``k`` items remain the list is shorter, with a note.
+        """
+        model = self._require_model()
+        catalog = self.catalog
+        assert catalog is not None and self.blocked is not None
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        if on_unknown not in ON_UNKNOWN:
+            raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
+        notes = [[] for _ in histories]
+        idx = [self._history_indices(h, on_unknown, n) for h, n in zip(histories, notes,
+                                                                        strict=True)]
+        n = model.n_items
+        exclude = torch.from_numpy(np.tile(self.blocked, (len(idx), 1)))  # (B, N)
+        if exclude_history:
+            for row, h in enumerate(idx):
+                exclude[row, h] = True
+        model.eval()
+        seq = pad_left(idx, self.model_config.max_len)
+        out = model.rank(seq, top_n=max(k, self.model_config.head_top_n), exclude=exclude)
+        pop = torch.as_tensor(self.popularity, dtype=torch.float32).masked_fill(
+            torch.from_numpy(self.blocked), float("-inf"))
+        results = []
+        for row, h in enumerate(idx):
+            res = RecommendationList(notes=notes[row])
+            if len(h) == 0:
+                res.notes.append("empty history (cold-start user): most popular items")
+                scores = pop.masked_fill(exclude[row], float("-inf"))
+                top = scores.topk(min(k, n))
+                items, values, attn = top.indices, top.values, None
+            else:
+                items, values = out.items[row], out.scores[row]
+                attn = out.attention[row] if out.attention is not None else None
+            hist_pos = seq[row]
+            for rank, (item, score) in enumerate(zip(items.tolist(), values.tolist(),
+                                                     strict=True)):
+                if len(res.items) == k or score == float("-inf"):
+                    break
+                evidence = []
+                if attn is not None:
+                    w = attn[rank]
+                    for p in w.argsort(descending=True)[:N_EVIDENCE].tolist():
+                        if hist_pos[p] >= 0:
+                            j = int(hist_pos[p])
+                            evidence.append(Evidence(catalog.ids[j], float(w[p]),
+                                                     catalog.text(j)))
+                res.items.append(Recommendation(catalog.ids[item], float(score),
+                                                catalog.text(item), len(res.items) + 1,
+                                                evidence))
+            if len(res.items) < k:
+                res.notes.append(f"only {len(res.items)} recommendable items for k={k} "
+                                 f"(catalog {n}, blocked {int(self.blocked.sum())}, "
+                                 f"history excluded: {exclude_history})")
+            res.removed = self._removed(model, seq[row:row + 1], k)
+            results.append(res)
+        return results
+
+    def _removed(self, model: SeqRecModel, seq: torch.Tensor, k: int) -> list[RemovedItem]:
+        """Blocked items that would have made the top ``k`` without the safety mask."""
+        assert self.blocked is not None and self.catalog is not None
+        if not self.blocked.any() or not (seq >= 0).any():
+            return []
+        vectors = model.items()
+        states = model.encode_history(seq, vectors)
+        top = (states[:, -1] @ vectors.T)[0].topk(min(k, model.n_items)).indices.tolist()
+        return [RemovedItem(self.catalog.ids[i], self.block_reasons.get(i, "blocked"))
+                for i in top if self.blocked[i]]
+
+    # -- catalog changes ---------------------------------------------------------------
+    def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add items (id -> fields); they are recommendable at once, from their text."""
+        model = self._require_model()
+        catalog = self.catalog
+        assert catalog is not None and self.popularity is not None and self.blocked is not None
+        dupes = [i for i in items if str(i) in catalog]
+        if dupes:
+            raise ValueError(f"add_items: item id(s) already in the catalog: {dupes[:10]}")
+        if not items:
+            return
+        table = pd.DataFrame([dict(f) for f in items.values()])
+        missing = sorted(set(table.columns) - set(catalog.fields))
+        if missing:
+            raise ValueError(f"add_items: unknown field(s) {missing}; the catalog has "
+                             f"{catalog.fields}")
+        table = table.reindex(columns=catalog.fields)
+        new = ItemCatalog([str(i) for i in items], table, catalog.template)
+        text = self.encode_texts(new.texts(), show_progress=False)
+        merged = ItemCatalog(catalog.ids + new.ids,
+                             pd.concat([catalog.table, new.table], ignore_index=True),
+                             catalog.template)
+        model.items.grow(torch.from_numpy(np.asarray(text)))
+        model.config.n_items = self.model_config.n_items = len(merged)
+        self.catalog = merged
+        self.popularity = np.concatenate([self.popularity, np.zeros(len(new))])
+        self.blocked = np.concatenate([self.blocked, np.zeros(len(new), dtype=bool)])
+
+    # -- persistence -------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write config JSON, safetensors weights, item embeddings, catalog, adapter.
+
+        The write is atomic: a crash leaves any earlier save at ``path`` intact.
+        """
+        model = self._require_model()
+        catalog = self.catalog
+        assert catalog is not None and self.popularity is not None and self.blocked is not None
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            write_json(tmp / "config.json", {
+                "encoder": self.encoder_config.to_dict(),
+                "model": self.model_config.to_dict(),
+                "modules": ["encoder", "item_tower", "sequence", "head", "safety_mask"],
+                "block_reasons": {catalog.ids[i]: r for i, r in self.block_reasons.items()},
+            })
+            state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"))
+            save_file({"text": model.items.text.contiguous(),
+                       "popularity": torch.from_numpy(self.popularity.astype(np.float64)),
+                       "blocked": torch.from_numpy(self.blocked.astype(np.uint8))},
+                      str(tmp / "item_embeddings.safetensors"))
+            frame = catalog.table.copy()
+            frame.insert(0, "item_id", catalog.ids)
+            frame.to_json(tmp / "catalog.jsonl", orient="records", lines=True,
+                          force_ascii=False)
+            (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
+            if self._encoder is not None and self.encoder_config.lora is not None:
+                self._encoder.save_adapter(tmp / "encoder_adapter")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, cache_dir: str | Path | None = None
+                        ) -> Recommender:
+        """Rebuild a saved recommender exactly (strict: missing or extra weights are errors)."""
+        path = Path(path)
+        cfg = read_json(path / "config.json")
+        rec = cls(EncoderConfig.from_dict(cfg["encoder"]), ModelConfig.from_dict(cfg["model"]),
+                  cache_dir=cache_dir)
+        frame = pd.read_json(path / "catalog.jsonl", lines=True, dtype=False,
+                             convert_dates=False)
+        ids = [str(i) for i in frame.pop("item_id")]
+        frame = frame.astype(object).where(frame.notna(), None)
+        template = ItemTemplate((path / "item_template.jinja").read_text(encoding="utf-8"),
+                                name=str(path / "item_template.jinja"))
+        rec.catalog = ItemCatalog(ids, frame, template)
+        model = SeqRecModel(rec.model_config)
+        state = load_file(str(path / "model.safetensors"))
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{path}/model.safetensors does not match the config: missing "
+                             f"{result.missing_keys}, unexpected {result.unexpected_keys}")
+        extra = load_file(str(path / "item_embeddings.safetensors"))
+        model.items.set_text(extra["text"])
+        model.eval()
+        rec.model = model
+        rec.popularity = extra["popularity"].numpy()
+        rec.blocked = extra["blocked"].numpy().astype(bool)
+        index = {item: i for i, item in enumerate(ids)}
+        rec.block_reasons = {index[i]: r for i, r in cfg.get("block_reasons", {}).items()}
+        if (path / "encoder_adapter").is_dir():
+            rec.encoder.load_adapter(path / "encoder_adapter")
+        return rec

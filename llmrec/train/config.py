@@ -1,0 +1,76 @@
+"""Training configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+LOSSES = ("full", "sampled")
+PRECISIONS = ("no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """How :class:`~llmrec.train.trainer.Trainer` trains (on ``accelerate``)."""
+
+    epochs: int = field(default=60, metadata={"help": "Maximum number of epochs."})
+    batch_size: int = field(default=128, metadata={"help": "Training windows per step."})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    loss: str = field(
+        default="full",
+        metadata={"help": f"One of {LOSSES}: 'full' softmax over the catalog (fits up to ~1e5 "
+                  "items), 'sampled' = in-batch + random negatives with log-Q correction."},
+    )
+    n_negatives: int = field(default=1024, metadata={"help": "Random negatives ('sampled')."})
+    head_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the attention head's re-ranking loss."}
+    )
+    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: off)."})
+    mixed_precision: str = field(default="no", metadata={"help": f"One of {PRECISIONS}."})
+    patience: int = field(
+        default=8, metadata={"help": "Stop after this many evaluations without improvement."}
+    )
+    eval_every: int = field(default=1, metadata={"help": "Validate every N epochs."})
+    metric: str = field(default="ndcg@10", metadata={"help": "Validation metric to maximise."})
+    seed: int = field(default=0, metadata={"help": "Seed for init, shuffling and dropout."})
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Checkpoints (every epoch), metrics.jsonl; None = keep nothing."},
+    )
+    resume: bool = field(
+        default=True, metadata={"help": "Continue from the latest checkpoint in output_dir."}
+    )
+    cpu: bool = field(default=False, metadata={"help": "Force CPU even if a GPU is present."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+    eval_batch_size: int = field(default=256, metadata={"help": "Cases per validation batch."})
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(
+                f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}"
+            )
+        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batch_size",
+                     "n_negatives"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.patience < 0 or self.head_weight < 0 or self.max_grad_norm < 0:
+            raise ValueError("patience, head_weight and max_grad_norm must be >= 0")
+        if "@" not in self.metric:
+            raise ValueError(f"metric must look like 'ndcg@10', got {self.metric!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,188 @@
+"""The training loop, on ``accelerate``: CPU, one GPU, several GPUs or nodes, same code.
+
+Every epoch writes a checkpoint (``accelerate`` state: weights, optimizer, RNG) and a line of
+metrics; a killed run resumes from its latest checkpoint to the same model an uninterrupted
+run reaches, because the window order depends only on (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from llmrec.data.split import Split
+from llmrec.evaluation import EvalConfig, evaluate
+from llmrec.models.model import ModelScorer, SeqRecModel, sampled_candidates
+from llmrec.train.config import TrainConfig
+from llmrec.train.data import EpochShuffled, training_windows, trim_padding
+
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class EpochLog:
+    """What one epoch did."""
+
+    epoch: int
+    loss: float
+    retrieval_loss: float
+    head_loss: float
+    seconds: float
+    valid: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :meth:`Trainer.train`."""
+
+    best_epoch: int
+    best_metric: float
+    metric: str
+    history: list[EpochLog]
+    stopped_early: bool
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Trainer:
+    """Trains a :class:`SeqRecModel` on a :class:`Split`, early-stopping on validation."""
+
+    def __init__(self, model: SeqRecModel, split: Split, config: TrainConfig) -> None:
+        self.model, self.split, self.config = model, split, config
+        self.out = Path(config.output_dir) if config.output_dir else None
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _latest(self) -> Path | None:
+        if self.out is None or not (self.out / "checkpoints").is_dir():
+            return None
+        done = sorted(p for p in (self.out / "checkpoints").glob("epoch-*")
+                      if (p / "trainer_state.json").is_file())
+        return done[-1] if done else None
+
+    def _checkpoint(self, acc: Accelerator, epoch: int, state: dict) -> None:
+        if self.out is None:
+            return
+        path = self.out / "checkpoints" / f"epoch-{epoch:04d}"
+        acc.save_state(str(path), safe_serialization=True)
+        if acc.is_main_process:
+            # written last: a checkpoint without it is incomplete and ignored on resume
+            (path / "trainer_state.json").write_text(json.dumps(state, indent=2))
+            old = sorted((self.out / "checkpoints").glob("epoch-*"))[:-KEEP_CHECKPOINTS]
+            for p in old:
+                shutil.rmtree(p, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    # -- training ------------------------------------------------------------------------
+    def train(self) -> FitResult:
+        cfg = self.config
+        set_seed(cfg.seed)
+        acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision,
+                          gradient_accumulation_steps=cfg.grad_accum)
+        inputs, targets = training_windows(self.split.train, self.model.config.max_len)
+        data = EpochShuffled(inputs, targets, cfg.seed)
+        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False)
+        optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+        model, optim, loader = acc.prepare(self.model, optim, loader)
+        popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
+        sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
+
+        start, best, best_epoch, bad, history = 0, -1.0, -1, 0, []
+        latest = self._latest() if cfg.resume else None
+        if latest is not None:
+            acc.load_state(str(latest))
+            st = json.loads((latest / "trainer_state.json").read_text())
+            start, best, best_epoch, bad = st["epoch"] + 1, st["best"], st["best_epoch"], st["bad"]
+            history = [EpochLog(**h) for h in st["history"]]
+            sampler.set_state(torch.tensor(st["sampler"], dtype=torch.uint8))
+        if self.out is not None and acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+        t0, stopped = time.perf_counter(), False
+        for epoch in range(start, cfg.epochs):
+            if bad > cfg.patience:
+                stopped = True
+                break
+            data.shuffle_for(epoch)
+            model.train()
+            sums, steps, t1 = np.zeros(3), 0, time.perf_counter()
+            bar = tqdm(loader, desc=f"epoch {epoch}", leave=False,
+                       disable=not (cfg.progress and acc.is_local_main_process))
+            for seq, tgt in bar:
+                seq, tgt = trim_padding(seq, tgt)
+                kwargs: dict = {"head_weight": cfg.head_weight}
+                if cfg.loss == "sampled":
+                    kwargs["sampled"] = sampled_candidates(
+                        tgt, self.model.n_items, cfg.n_negatives, popularity, sampler)
+                with acc.accumulate(model):
+                    out = model(seq, tgt, **kwargs)
+                    acc.backward(out.loss)
+                    if acc.sync_gradients and cfg.max_grad_norm:
+                        acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optim.step()
+                    optim.zero_grad()
+                sums += [out.loss.item(), out.retrieval_loss.item(), out.head_loss.item()]
+                steps += 1
+                bar.set_postfix(loss=f"{sums[0] / steps:.3f}")
+            log = EpochLog(epoch, *(sums / max(steps, 1)).tolist(),
+                           seconds=time.perf_counter() - t1)
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                log.valid = self.validate(acc)
+                value = log.valid[cfg.metric]
+                if value > best:
+                    best, best_epoch, bad = value, epoch, 0
+                    self._save_best(acc)
+                else:
+                    bad += 1
+            history.append(log)
+            self._log(acc, log)
+            self._checkpoint(acc, epoch, {
+                "epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                "history": [asdict(h) for h in history],
+                "sampler": sampler.get_state().tolist(),
+            })
+        self._restore_best(acc)
+        return FitResult(best_epoch, best, cfg.metric, history, stopped,
+                         time.perf_counter() - t0)
+
+    def validate(self, acc: Accelerator) -> dict[str, float]:
+        """Validation metrics of the current weights (full ranking, no history masking)."""
+        model = acc.unwrap_model(self.model)
+        k = int(self.config.metric.split("@")[1])
+        cfg = EvalConfig(ks=(k,), metrics=("ndcg", "hr", "mrr"), mask_history=False,
+                         batch_size=self.config.eval_batch_size)
+        report = evaluate(ModelScorer(model, acc.device), self.split.valid, cfg, name="valid")
+        return dict(report.metrics)
+
+    def _log(self, acc: Accelerator, log: EpochLog) -> None:
+        if self.out is not None and acc.is_main_process:
+            with (self.out / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(asdict(log)) + "\n")
+
+    def _save_best(self, acc: Accelerator) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in
+                 acc.unwrap_model(self.model).state_dict().items()}
+        self._best_state = state
+        if self.out is not None and acc.is_main_process:
+            tmp = self.out / "best.safetensors.tmp"
+            save_file(state, str(tmp))
+            tmp.replace(self.out / "best.safetensors")
+
+    def _restore_best(self, acc: Accelerator) -> None:
+        state = getattr(self, "_best_state", None)
+        if state is None and self.out is not None and (self.out / "best.safetensors").is_file():
+            state = load_file(str(self.out / "best.safetensors"))
+        if state is not None:
+            acc.unwrap_model(self.model).load_state_dict(state, strict=True)

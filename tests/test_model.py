@@ -1,0 +1,173 @@
+"""The sequence model, the scoring head and the trainer, with tiny random models."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec.data.cases import EvalCases
+from llmrec.data.split import Split, SplitConfig
+from llmrec.models.attention import causal_allowed
+from llmrec.models.config import ModelConfig
+from llmrec.models.model import ModelScorer, SeqRecModel, pad_left
+from llmrec.train.config import TrainConfig
+from llmrec.train.data import training_windows
+from llmrec.train.trainer import Trainer
+
+N_ITEMS, TEXT_DIM = 12, 16
+
+
+def tiny_config(**kw) -> ModelConfig:
+    base = dict(hidden_size=32, n_layers=2, n_heads=4, inner_size=37, dropout=0.0, max_len=7,
+                n_items=N_ITEMS, text_dim=TEXT_DIM, head_top_n=5)
+    return ModelConfig(**{**base, **kw})
+
+
+def tiny_model(**kw) -> SeqRecModel:
+    torch.manual_seed(0)
+    model = SeqRecModel(tiny_config(**kw))
+    model.items.set_text(torch.randn(N_ITEMS, TEXT_DIM))
+    return model
+
+
+def cyclic_split(n_users: int = 13) -> Split:
+    """User u walks the catalog cyclically from item u: a deterministic next-item rule."""
+    seqs = [np.array([(u + i) % N_ITEMS for i in range(10)]) for u in range(n_users)]
+    hist = [s[:-1] for s in seqs]
+    cases = EvalCases(np.arange(n_users), hist, np.array([s[-1] for s in seqs]), N_ITEMS)
+    valid = EvalCases(np.arange(n_users), [s[:-2] for s in seqs],
+                      np.array([s[-2] for s in seqs]), N_ITEMS)
+    return Split([s[:-2] for s in seqs], valid, cases, N_ITEMS, SplitConfig())
+
+
+@pytest.mark.parametrize("mode", ["inductive", "transductive"])
+def test_shapes(mode):
+    model = tiny_model(mode=mode).eval()
+    seq = pad_left([np.array([1, 2, 3]), np.array([4]), np.array([], dtype=np.int64)], 7)
+    assert seq.shape == (3, 3) and seq[1].tolist() == [-1, -1, 4]
+    states = model.encode_history(seq)
+    assert states.shape == (3, 3, 32)  # (B, L, D)
+    assert torch.isfinite(states).all()
+    out = model.rank(seq)
+    assert out.items.shape == out.scores.shape == (3, 5)
+    assert out.attention.shape == (3, 5, 3)  # (B, C, L)
+    # attention is a distribution over the real history positions only
+    torch.testing.assert_close(out.attention[0].sum(-1), torch.ones(5))
+    assert (out.attention[1, :, :2] == 0).all()
+    assert (out.scores[:, :-1] >= out.scores[:, 1:]).all()
+    assert model.score_all(seq).shape == (3, N_ITEMS)
+
+
+def test_causal_mask_never_looks_ahead():
+    model = tiny_model().eval()
+    a = pad_left([np.array([1, 2, 3, 4])], 7)
+    b = pad_left([np.array([1, 2, 3, 9])], 7)
+    sa, sb = model.encode_history(a), model.encode_history(b)
+    torch.testing.assert_close(sa[:, :3], sb[:, :3])  # earlier positions ignore the future
+    assert not torch.allclose(sa[:, 3], sb[:, 3])
+    allowed = causal_allowed(torch.tensor([[False, True, True]]))
+    assert allowed[0].tolist() == [[True, False, False], [False, True, False],
+                                   [False, True, True]]
+
+
+def test_padding_does_not_change_scores():
+    model = tiny_model().eval()
+    short = pad_left([np.array([3, 5])], 7)
+    long = pad_left([np.array([3, 5])], 7, length=6)
+    torch.testing.assert_close(model.score_all(short), model.score_all(long))
+
+
+def test_exclude_mask_is_never_ranked():
+    model = tiny_model().eval()
+    seq = pad_left([np.array([1, 2])], 7)
+    exclude = torch.zeros(1, N_ITEMS, dtype=torch.bool)
+    exclude[0, :8] = True
+    out = model.rank(seq, top_n=N_ITEMS, exclude=exclude)
+    finite = out.items[0][torch.isfinite(out.scores[0])]
+    assert set(finite.tolist()) == {8, 9, 10, 11}
+
+
+def test_windows_cover_every_target_once():
+    x, y = training_windows([np.arange(10), np.array([3]), np.array([4, 5])], max_len=4)
+    targets = sorted(y[y >= 0].tolist())
+    assert targets == sorted([*range(1, 10), 5])
+    assert x.shape == y.shape == (4, 4)
+    # inputs and targets are aligned: target at position t is the input at t+1
+    for row in range(len(x)):
+        ok = (x[row, 1:] >= 0) & (y[row, :-1] >= 0)
+        assert (x[row, 1:][ok] == y[row, :-1][ok]).all()
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_model_overfits_a_tiny_dataset(loss):
+    split = cyclic_split()
+    model = tiny_model()
+    cfg = TrainConfig(epochs=60, batch_size=13, lr=3e-3, loss=loss, n_negatives=6,
+                      progress=False, patience=100, eval_every=20)
+    result = Trainer(model, split, cfg).train()
+    scorer = ModelScorer(model)
+    scores = scorer(split.test.users, split.test.histories)
+    hits = (scores.argmax(1).numpy() == split.test.targets).mean()
+    assert hits > 0.9, f"{loss}: next-item accuracy {hits:.2f} after training"
+    assert result.history[-1].loss < result.history[0].loss / 3
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    split = cyclic_split()
+    cfg = dict(batch_size=5, lr=3e-3, progress=False, patience=100, seed=7)
+    straight = tiny_model(dropout=0.2)
+    Trainer(straight, split, TrainConfig(epochs=4, **cfg)).train()
+
+    first = tiny_model(dropout=0.2)
+    Trainer(first, split, TrainConfig(epochs=2, output_dir=str(tmp_path), **cfg)).train()
+    resumed = tiny_model(dropout=0.2)  # a fresh process would rebuild the model like this
+    result = Trainer(resumed, split, TrainConfig(epochs=4, output_dir=str(tmp_path),
+                                                 **cfg)).train()
+    assert [h.epoch for h in result.history] == [0, 1, 2, 3]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
+
+
+def test_early_stopping_restores_best(tmp_path):
+    split = cyclic_split()
+    model = tiny_model()
+    cfg = TrainConfig(epochs=30, batch_size=13, lr=3e-3, patience=0, progress=False,
+                      output_dir=str(tmp_path))
+    result = Trainer(model, split, cfg).train()
+    vals = [h.valid["ndcg@10"] for h in result.history]
+    assert result.best_metric == max(vals)
+    assert result.stopped_early == (len(result.history) < 30)
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == len(result.history)
+    # the weights left in the model are the best epoch's: validating them gives the best
+    from accelerate import Accelerator
+
+    again = Trainer(copy.deepcopy(model), split, cfg).validate(Accelerator(cpu=True))
+    assert again["ndcg@10"] == pytest.approx(result.best_metric)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "match"),
+    [
+        (ModelConfig, {"mode": "hybrid"}, r"mode must be one of \('inductive', 'transductive'\)"),
+        (ModelConfig, {"hidden_size": 30, "n_heads": 4}, r"hidden_size \(30\) must be divisible"),
+        (ModelConfig, {"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        (ModelConfig, {"projection": "conv"}, r"projection must be one of"),
+        (TrainConfig, {"loss": "bpr"}, r"loss must be one of \('full', 'sampled'\)"),
+        (TrainConfig, {"mixed_precision": "fp8"}, r"mixed_precision must be one of"),
+        (TrainConfig, {"epochs": 0}, r"epochs must be >= 1"),
+        (TrainConfig, {"metric": "ndcg"}, r"metric must look like 'ndcg@10'"),
+    ],
+)
+def test_config_errors(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("cls", [ModelConfig, TrainConfig])
+def test_unknown_config_key_is_an_error(cls):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['hiden_size'\]"):
+        cls.from_dict({"hiden_size": 3})
