@@ -1,6 +1,6 @@
 """llmrec: LLM-powered, text-aware sequential recommendation with a content-safety filter."""
 
-from llmrec import data, evaluation
+from llmrec import data, evaluation, models, recommender, train
 from llmrec.data import (
     DataError,
     ItemCatalog,
@@ -11,21 +11,35 @@ from llmrec.data import (
     load_dataset,
 )
 from llmrec.evaluation import EvalConfig, EvalReport, PopularityScorer, evaluate
+from llmrec.models import EncoderConfig, LoraSettings, ModelConfig
+from llmrec.recommender import Recommendation, RecommendationList, Recommender
+from llmrec.train import FitResult, TrainConfig
 from llmrec.version import __version__
 
 __all__ = [
     "DataError",
+    "EncoderConfig",
     "EvalConfig",
     "EvalReport",
+    "FitResult",
     "ItemCatalog",
     "LoadConfig",
+    "LoraSettings",
+    "ModelConfig",
     "PopularityScorer",
     "PreprocessConfig",
     "RecDataset",
+    "Recommendation",
+    "RecommendationList",
+    "Recommender",
     "SplitConfig",
+    "TrainConfig",
     "__version__",
     "data",
     "evaluate",
     "evaluation",
     "load_dataset",
+    "models",
+    "recommender",
+    "train",
 ]

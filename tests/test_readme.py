@@ -10,7 +10,12 @@ import pytest
 import llmrec
 import llmrec.data
 import llmrec.evaluation
+import llmrec.models
+import llmrec.recommender
+import llmrec.train
 
+MODULES = [llmrec, llmrec.data, llmrec.evaluation, llmrec.models, llmrec.recommender,
+           llmrec.train]
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -32,12 +37,12 @@ def test_readme_quick_start_runs(capsys):
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [(m, n) for m in (llmrec, llmrec.data, llmrec.evaluation) for n in m.__all__],
+    [(m, n) for m in MODULES for n in m.__all__],
 )
 def test_public_exports_resolve(module, name):
     assert getattr(module, name) is not None
 
 
-@pytest.mark.parametrize("module", [llmrec, llmrec.data, llmrec.evaluation])
+@pytest.mark.parametrize("module", MODULES)
 def test_all_is_sorted(module):
     assert list(module.__all__) == sorted(module.__all__)

@@ -1,12 +1,22 @@
-"""Models: the item-text encoder, its configuration and its on-disk embedding cache."""
+"""Models: the item-text encoder and its cache, the sequence model and the scoring head."""
 
+from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
 from llmrec.models.encoder_config import EncoderConfig, LoraSettings
+from llmrec.models.head import AttentionScoringHead, HeadOutput
+from llmrec.models.model import ModelScorer, RankOutput, SeqRecModel, pad_left
 
 __all__ = [
+    "AttentionScoringHead",
     "EmbeddingCache",
     "EncoderConfig",
+    "HeadOutput",
     "ItemTextEncoder",
     "LoraSettings",
+    "ModelConfig",
+    "ModelScorer",
+    "RankOutput",
+    "SeqRecModel",
+    "pad_left",
 ]

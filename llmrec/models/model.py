@@ -106,15 +106,20 @@ class SeqRecModel(nn.Module):
 
     def rerank(
         self,
-        seq: torch.Tensor,
         states: torch.Tensor,
+        valid: torch.Tensor,
+        user: torch.Tensor,
         candidates: torch.Tensor,
         item_vectors: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final scores (B, C) and attention (B, C, L) of ``candidates`` (B, C)."""
+        """Final scores (B, C) and head attention (B, C, L) of ``candidates`` (B, C).
+
+        ``states`` (B, L, D) history states, ``valid`` (B, L) the positions the head may
+        attend to, ``user`` (B, D) the state that retrieved the candidates.
+        """
         cand = item_vectors[candidates]  # (B, C, D)
-        retrieval = (cand * states[:, -1:, :]).sum(-1)  # (B, C)
-        head = self.head(cand, states, seq >= 0)
+        retrieval = (cand * user[:, None, :]).sum(-1)  # (B, C)
+        head = self.head(cand, states, valid)
         return retrieval + head.scores, head.attention
 
     @torch.no_grad()
@@ -132,7 +137,7 @@ class SeqRecModel(nn.Module):
         top = retrieval.topk(n, dim=1)
         if self.config.head_top_n == 0:
             return RankOutput(top.indices, top.values, None)
-        final, attention = self.rerank(seq, states, top.indices, vectors)
+        final, attention = self.rerank(states, seq >= 0, states[:, -1], top.indices, vectors)
         final = final.masked_fill(torch.isinf(top.values), float("-inf"))
         order = final.argsort(dim=1, descending=True)
         return RankOutput(
@@ -152,7 +157,7 @@ class SeqRecModel(nn.Module):
             return retrieval
         n = min(self.config.head_top_n, self.n_items)
         top = retrieval.topk(n, dim=1)
-        final, _ = self.rerank(seq, states, top.indices, vectors)  # (B, n)
+        final, _ = self.rerank(states, seq >= 0, states[:, -1], top.indices, vectors)  # (B, n)
         lift = retrieval.max(1, keepdim=True).values - final.min(1, keepdim=True).values + 1.0
         return retrieval.scatter(1, top.indices, final + lift)
 
@@ -188,12 +193,41 @@ def sampled_candidates(
     return cand, expected.log(), labels
 
 
+def _head_loss(model: SeqRecModel, seq: torch.Tensor, states: torch.Tensor,
+               targets: torch.Tensor, vectors: torch.Tensor, n_positions: int) -> torch.Tensor:
+    """Re-ranking loss of the head at up to ``n_positions`` positions per window (always the
+    last one): its candidates are the current retrieval's top-N, target included."""
+    b, length = targets.shape
+    has_target = targets >= 0  # (B, L)
+    priority = torch.rand(b, length, device=seq.device)  # (B, L)
+    priority[:, -1] += 2.0  # the last position always trains the head
+    priority = priority.masked_fill(~has_target, -1.0)
+    pick = priority.topk(min(n_positions, length), dim=1)  # (B, P)
+    rows, cols = (pick.values >= 0).nonzero(as_tuple=True)  # (M,), (M,)
+    if len(rows) == 0:
+        return states.new_zeros(())
+    pos = pick.indices[rows, cols]  # (M,) chosen position per example
+    st = states[rows]  # (M, L, D)
+    keys = (seq[rows] >= 0) & (torch.arange(length, device=seq.device) <= pos[:, None])
+    user = states[rows, pos]  # (M, D)
+    tgt = targets[rows, pos]  # (M,)
+    with torch.no_grad():
+        n = min(model.config.head_top_n, vectors.shape[0])
+        top = (user @ vectors.T).topk(n, dim=1).indices  # (M, n)
+        # make sure the target is a candidate: replace the weakest one when missing
+        top[:, -1] = torch.where((top == tgt[:, None]).any(1), top[:, -1], tgt)
+        label = (top == tgt[:, None]).float().argmax(1)  # (M,)
+    final, _ = model.rerank(st, keys, user, top, vectors)  # (M, n)
+    return nn.functional.cross_entropy(final, label)
+
+
 def training_loss(
     model: SeqRecModel,
     seq: torch.Tensor,
     targets: torch.Tensor,
     *,
     head_weight: float,
+    head_positions: int = 8,
     sampled: tuple[torch.Tensor, ...] | None = None,
     candidate_text: torch.Tensor | None = None,
 ) -> TrainOutput:
@@ -219,20 +253,8 @@ def training_loss(
             logits.flatten(0, 1), labels.flatten(), ignore_index=-100
         )
     head = retrieval.new_zeros(())
-    last = targets[:, -1]  # (B,) the window's final next item
-    if model.config.head_top_n and head_weight > 0 and bool((last >= 0).any()):
-        keep = last >= 0
-        s, st, tgt = seq[keep], states[keep], last[keep]
-        with torch.no_grad():
-            scores = st[:, -1] @ vectors.T  # (b, N)
-            n = min(model.config.head_top_n, vectors.shape[0])
-            top = scores.topk(n, dim=1).indices  # (b, n)
-            hit = top == tgt[:, None]
-            # make sure the target is a candidate: replace the weakest one when missing
-            top[:, -1] = torch.where(hit.any(1), top[:, -1], tgt)
-            label = (top == tgt[:, None]).float().argmax(1)
-        final, _ = model.rerank(s, st, top, vectors)  # (b, n)
-        head = nn.functional.cross_entropy(final, label)
+    if model.config.head_top_n and head_weight > 0:
+        head = _head_loss(model, seq, states, targets, vectors, head_positions)
     return TrainOutput(retrieval + head_weight * head, retrieval, head)
 
 

@@ -11,8 +11,10 @@ from llmrec.models.attention import TransformerBlock, causal_allowed
 class SequenceEncoder(nn.Module):
     """Item vectors + learned positions -> causal transformer -> one state per position.
 
-    Histories are left-padded, so the most recent item always sits at position ``L - 1``
-    and its state is the user's representation.
+    Histories are left-padded, so the most recent item always sits in the last slot and its
+    state is the user's representation. Positions count from the first real item (0, 1, ...),
+    so a prefix of length ``n`` inside a training window and a history of length ``n`` at
+    inference get the same position embeddings.
     """
 
     def __init__(
@@ -36,8 +38,8 @@ class SequenceEncoder(nn.Module):
         length = items.shape[1]
         if length > self.max_len:
             raise ValueError(f"history of {length} positions exceeds max_len={self.max_len}")
-        pos = self.pos.weight[self.max_len - length :]  # (L, D): right-aligned positions
-        x = self.drop(self.ln_in(items + pos[None]))  # (B, L, D)
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L) index from the first item
+        x = self.drop(self.ln_in(items + self.pos(pos)))  # (B, L, D)
         allowed = causal_allowed(valid)  # (B, L, L)
         for block in self.blocks:
             x = block(x, allowed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,15 @@ from llmrec.train.config import TrainConfig
 from llmrec.train.trainer import FitResult, Trainer
 
 logger = logging.getLogger("llmrec")
+
+
+def _json_default(value: object) -> object:
+    """numpy scalars and arrays in catalog fields -> plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"catalog field value {value!r} is not JSON serialisable")
 ON_UNKNOWN = ("error", "ignore")
 N_EVIDENCE = 3
 
@@ -262,10 +272,11 @@ class Recommender:
                        "popularity": torch.from_numpy(self.popularity.astype(np.float64)),
                        "blocked": torch.from_numpy(self.blocked.astype(np.uint8))},
                       str(tmp / "item_embeddings.safetensors"))
-            frame = catalog.table.copy()
-            frame.insert(0, "item_id", catalog.ids)
-            frame.to_json(tmp / "catalog.jsonl", orient="records", lines=True,
-                          force_ascii=False)
+            with (tmp / "catalog.jsonl").open("w", encoding="utf-8") as fh:
+                for item_id, row in zip(catalog.ids, catalog.table.to_dict("records"),
+                                        strict=True):
+                    fh.write(json.dumps({"item_id": item_id, **row}, ensure_ascii=False,
+                                        default=_json_default) + "\n")
             (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
             if self._encoder is not None and self.encoder_config.lora is not None:
                 self._encoder.save_adapter(tmp / "encoder_adapter")
@@ -279,10 +290,10 @@ class Recommender:
         cfg = read_json(path / "config.json")
         rec = cls(EncoderConfig.from_dict(cfg["encoder"]), ModelConfig.from_dict(cfg["model"]),
                   cache_dir=cache_dir)
-        frame = pd.read_json(path / "catalog.jsonl", lines=True, dtype=False,
-                             convert_dates=False)
-        ids = [str(i) for i in frame.pop("item_id")]
-        frame = frame.astype(object).where(frame.notna(), None)
+        with (path / "catalog.jsonl").open(encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+        ids = [str(r.pop("item_id")) for r in records]
+        frame = pd.DataFrame.from_records(records, columns=list(records[0]) if records else [])
         template = ItemTemplate((path / "item_template.jinja").read_text(encoding="utf-8"),
                                 name=str(path / "item_template.jinja"))
         rec.catalog = ItemCatalog(ids, frame, template)

@@ -26,6 +26,9 @@ class TrainConfig:
     head_weight: float = field(
         default=1.0, metadata={"help": "Weight of the attention head's re-ranking loss."}
     )
+    head_positions: int = field(
+        default=8, metadata={"help": "Positions per window that train the head (last included)."}
+    )
     grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: off)."})
     mixed_precision: str = field(default="no", metadata={"help": f"One of {PRECISIONS}."})
@@ -54,7 +57,7 @@ class TrainConfig:
                 f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}"
             )
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batch_size",
-                     "n_negatives"):
+                     "n_negatives", "head_positions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:

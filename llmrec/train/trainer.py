@@ -122,7 +122,8 @@ class Trainer:
                        disable=not (cfg.progress and acc.is_local_main_process))
             for seq, tgt in bar:
                 seq, tgt = trim_padding(seq, tgt)
-                kwargs: dict = {"head_weight": cfg.head_weight}
+                kwargs: dict = {"head_weight": cfg.head_weight,
+                                "head_positions": cfg.head_positions}
                 if cfg.loss == "sampled":
                     kwargs["sampled"] = sampled_candidates(
                         tgt, self.model.n_items, cfg.n_negatives, popularity, sampler)
