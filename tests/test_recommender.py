@@ -47,7 +47,7 @@ def trained(tiny_encoder_dir, tmp_path_factory):
 
 
 def test_fit_learns_and_recommend_returns_typed_results(trained):
-    rec, ds, result = trained
+    rec, _ds, result = trained
     assert result.best_metric > 0.5
     out = rec.recommend(["m0", "m1", "m2"], k=4)
     assert isinstance(out, RecommendationList) and len(out) == 4
@@ -112,7 +112,7 @@ def test_recommend_batch_matches_single(trained):
 
 
 def test_save_load_gives_identical_scores(trained, tmp_path):
-    rec, ds, _ = trained
+    rec, _ds, _ = trained
     rec.save_pretrained(tmp_path / "model")
     again = Recommender.from_pretrained(tmp_path / "model")
     for h in (["m0", "m1"], ["m4"], []):
