@@ -188,3 +188,40 @@ def test_add_items_are_recommendable_at_once(trained, tmp_path):
 def test_untrained_recommender_says_so():
     with pytest.raises(RuntimeError, match="not trained: call fit"):
         Recommender().recommend(["a"])
+
+
+def test_lora_phase_trains_only_adapter_and_recommender(tiny_encoder_dir, tmp_path):
+    from llmrec.models import LoraSettings
+
+    rec = Recommender(EncoderConfig(model_name_or_path=tiny_encoder_dir,
+                                    lora=LoraSettings(r=4, alpha=8)),
+                      ModelConfig(hidden_size=32, n_layers=2, n_heads=4, inner_size=37,
+                                  dropout=0.0, max_len=7, head_top_n=5), cache_dir=tmp_path)
+    before = {k: v.clone() for k, v in rec.encoder.model.state_dict().items()}
+    text_before = rec.encode_texts(cyclic_dataset().catalog.texts(), show_progress=False)
+    rec.fit(cyclic_dataset(), epochs=3, encoder_epochs=2, encoder_items=8, batch_size=13,
+            lr=3e-3, encoder_lr=1e-2, progress=False, patience=100)
+    after = rec.encoder.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("lora_" in k for k in changed), sorted(changed)[:5]
+    trainable = {n for n, p in rec.encoder.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    # the recommender's cached item embeddings follow the adapted encoder
+    assert not np.allclose(rec.model.items.text.numpy(), text_before)
+    # and a save -> load round trip keeps the adapter and the scores
+    again = Recommender.from_pretrained(rec.save_pretrained(tmp_path / "lora-model"))
+    a, b = rec.recommend(["m0", "m1"], k=4), again.recommend(["m0", "m1"], k=4)
+    assert a.item_ids == b.item_ids
+    new = {"n1": {"title": "Fresh", "genres": ["Drama"]}}
+    rec.add_items(new)
+    again.add_items(new)
+    np.testing.assert_allclose(rec.model.items.text[-1].numpy(),
+                               again.model.items.text[-1].numpy(), atol=1e-5)
+
+
+def test_encoder_epochs_need_a_lora_adapter(tiny_encoder_dir, tmp_path):
+    rec = Recommender(EncoderConfig(model_name_or_path=tiny_encoder_dir),
+                      ModelConfig(hidden_size=32, n_heads=4, max_len=7), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"encoder_epochs > 0 needs an item encoder with a "
+                                         r"LoRA adapter"):
+        rec.fit(cyclic_dataset(), epochs=2, encoder_epochs=1, progress=False)

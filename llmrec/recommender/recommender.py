@@ -99,7 +99,11 @@ class Recommender:
         self.popularity = split.item_counts()
         if self.blocked is None or len(self.blocked) != dataset.n_items:
             self.blocked = np.zeros(dataset.n_items, dtype=bool)
-        result = Trainer(self.model, split, train).train()
+        encoder = self.encoder if train.encoder_epochs else None
+        texts = dataset.catalog.texts() if encoder is not None else None
+        result = Trainer(self.model, split, train, encoder=encoder, item_texts=texts).train()
+        if encoder is not None:
+            encoder.eval()
         self.model.eval()
         return result
 

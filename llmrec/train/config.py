@@ -29,6 +29,17 @@ class TrainConfig:
     head_positions: int = field(
         default=8, metadata={"help": "Positions per window that train the head (last included)."}
     )
+    encoder_epochs: int = field(
+        default=0,
+        metadata={"help": "Final epochs in which the item encoder's LoRA adapter trains too "
+                  "(needs EncoderConfig(lora=...)); 0 = frozen encoder, cached embeddings."},
+    )
+    encoder_lr: float = field(default=2e-4, metadata={"help": "Learning rate of the adapter."})
+    encoder_items: int = field(
+        default=128,
+        metadata={"help": "Items encoded live per step while the adapter trains (in-batch "
+                  "targets + random negatives, log-Q corrected)."},
+    )
     grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: off)."})
     mixed_precision: str = field(default="no", metadata={"help": f"One of {PRECISIONS}."})
@@ -57,11 +68,15 @@ class TrainConfig:
                 f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}"
             )
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batch_size",
-                     "n_negatives", "head_positions"):
+                     "n_negatives", "head_positions", "encoder_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.encoder_epochs <= self.epochs:
+            raise ValueError(
+                f"encoder_epochs must be in [0, epochs={self.epochs}], got {self.encoder_epochs}"
+            )
         if self.patience < 0 or self.head_weight < 0 or self.max_grad_norm < 0:
             raise ValueError("patience, head_weight and max_grad_norm must be >= 0")
         if "@" not in self.metric:

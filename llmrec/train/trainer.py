@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 
 from llmrec.data.split import Split
 from llmrec.evaluation import EvalConfig, evaluate
+from llmrec.models.encoder import ItemTextEncoder
 from llmrec.models.model import ModelScorer, SeqRecModel, sampled_candidates
 from llmrec.train.config import TrainConfig
 from llmrec.train.data import EpochShuffled, training_windows, trim_padding
+from llmrec.train.joint import JointModule
 
 KEEP_CHECKPOINTS = 2
 
@@ -60,9 +62,18 @@ class FitResult:
 class Trainer:
     """Trains a :class:`SeqRecModel` on a :class:`Split`, early-stopping on validation."""
 
-    def __init__(self, model: SeqRecModel, split: Split, config: TrainConfig) -> None:
+    def __init__(self, model: SeqRecModel, split: Split, config: TrainConfig, *,
+                 encoder: ItemTextEncoder | None = None,
+                 item_texts: list[str] | None = None) -> None:
         self.model, self.split, self.config = model, split, config
         self.out = Path(config.output_dir) if config.output_dir else None
+        if config.encoder_epochs:
+            if encoder is None or not encoder.trainable_parameters():
+                raise ValueError("encoder_epochs > 0 needs an item encoder with a LoRA adapter "
+                                 "(EncoderConfig(lora=LoraSettings()))")
+            if item_texts is None or len(item_texts) != model.n_items:
+                raise ValueError("encoder_epochs > 0 needs item_texts for every catalog item")
+        self.joint = JointModule(model, encoder if config.encoder_epochs else None, item_texts)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _latest(self) -> Path | None:
@@ -94,9 +105,13 @@ class Trainer:
         inputs, targets = training_windows(self.split.train, self.model.config.max_len)
         data = EpochShuffled(inputs, targets, cfg.seed)
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False)
-        optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
-        model, optim, loader = acc.prepare(self.model, optim, loader)
+        groups = [{"params": list(self.model.parameters()), "lr": cfg.lr}]
+        if self.joint.encoder is not None:
+            groups.append({"params": self.joint.encoder.trainable_parameters(),
+                           "lr": cfg.encoder_lr, "weight_decay": 0.0})
+        optim = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model, optim, loader = acc.prepare(self.joint, optim, loader)
+        first_live = cfg.epochs - cfg.encoder_epochs
         popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
         sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
@@ -108,6 +123,8 @@ class Trainer:
             start, best, best_epoch, bad = st["epoch"] + 1, st["best"], st["best_epoch"], st["bad"]
             history = [EpochLog(**h) for h in st["history"]]
             sampler.set_state(torch.tensor(st["sampler"], dtype=torch.uint8))
+            if start > first_live:  # the text cache is not in the checkpoint: rebuild it
+                self.joint.refresh_text()
         if self.out is not None and acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
         t0, stopped = time.perf_counter(), False
@@ -116,7 +133,10 @@ class Trainer:
                 stopped = True
                 break
             data.shuffle_for(epoch)
+            live = epoch >= first_live
             model.train()
+            if self.joint.encoder is not None:
+                self.joint.encoder.train(live)
             sums, steps, t1 = np.zeros(3), 0, time.perf_counter()
             bar = tqdm(loader, desc=f"epoch {epoch}", leave=False,
                        disable=not (cfg.progress and acc.is_local_main_process))
@@ -124,6 +144,9 @@ class Trainer:
                 seq, tgt = trim_padding(seq, tgt)
                 kwargs: dict = {"head_weight": cfg.head_weight,
                                 "head_positions": cfg.head_positions}
+                if live:
+                    kwargs |= {"live": True, "encoder_items": cfg.encoder_items,
+                               "popularity": popularity, "generator": sampler}
                 if cfg.loss == "sampled":
                     kwargs["sampled"] = sampled_candidates(
                         tgt, self.model.n_items, cfg.n_negatives, popularity, sampler)
@@ -137,6 +160,8 @@ class Trainer:
                 sums += [out.loss.item(), out.retrieval_loss.item(), out.head_loss.item()]
                 steps += 1
                 bar.set_postfix(loss=f"{sums[0] / steps:.3f}")
+            if live:
+                self.joint.refresh_text()
             log = EpochLog(epoch, *(sums / max(steps, 1)).tolist(),
                            seconds=time.perf_counter() - t1)
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
@@ -160,7 +185,7 @@ class Trainer:
 
     def validate(self, acc: Accelerator) -> dict[str, float]:
         """Validation metrics of the current weights (full ranking, no history masking)."""
-        model = acc.unwrap_model(self.model)
+        model = self.model
         k = int(self.config.metric.split("@")[1])
         cfg = EvalConfig(ks=(k,), metrics=("ndcg", "hr", "mrr"), mask_history=False,
                          batch_size=self.config.eval_batch_size)
@@ -173,8 +198,7 @@ class Trainer:
                 fh.write(json.dumps(asdict(log)) + "\n")
 
     def _save_best(self, acc: Accelerator) -> None:
-        state = {k: v.detach().cpu().clone() for k, v in
-                 acc.unwrap_model(self.model).state_dict().items()}
+        state = {k: v.detach().cpu().clone() for k, v in self.joint.state_dict().items()}
         self._best_state = state
         if self.out is not None and acc.is_main_process:
             tmp = self.out / "best.safetensors.tmp"
@@ -186,4 +210,5 @@ class Trainer:
         if state is None and self.out is not None and (self.out / "best.safetensors").is_file():
             state = load_file(str(self.out / "best.safetensors"))
         if state is not None:
-            acc.unwrap_model(self.model).load_state_dict(state, strict=True)
+            self.joint.load_state_dict(state, strict=True)
+            self.joint.refresh_text()
