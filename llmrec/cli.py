@@ -1,73 +1,139 @@
-"""Command line: ``llmrec data stats|check`` and ``llmrec evaluate`` (baselines for now)."""
+"""Command line: ``llmrec data | train | evaluate | recommend`` over the Python API."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from llmrec.cli_args import add_dataclass_args, dataclass_from_args
 from llmrec.data import DataError, SplitConfig, load_dataset
-from llmrec.evaluation import EvalConfig, PopularityScorer, RandomScorer, evaluate
+from llmrec.evaluation import EvalConfig, PopularityScorer, RandomScorer, compare_markdown, evaluate
+from llmrec.models import EncoderConfig, LoraSettings, ModelConfig
+from llmrec.train import TrainConfig
 
-BASELINES = {"popularity": PopularityScorer, "random": RandomScorer}
+SPLITS = ("leave_one_out", "temporal", "cold_start")
 
 
-def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", nargs="?", help="Registered name (ml-100k, ...) or a folder.")
+def _add_dataset_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("dataset", nargs="?" if not required else None,
+                   help="Registered name (ml-100k, ...) or a folder.")
     p.add_argument("--interactions", help="Interactions file (csv/tsv/jsonl/parquet).")
     p.add_argument("--items", help="Items file with the item texts.")
     p.add_argument("--cache-dir", help="Download cache (default $LLMREC_CACHE or ~/.cache/llmrec).")
     p.add_argument("--on-invalid", choices=("error", "drop"), default="error",
                    help="Bad rows: stop with file:line (error) or drop them, counted (drop).")
+    p.add_argument("--split", choices=SPLITS, default="leave_one_out", help="How to split.")
 
 
 def _load(args: argparse.Namespace):
-    return load_dataset(args.dataset, interactions=args.interactions, items=args.items,
-                        cache_dir=args.cache_dir, on_invalid=args.on_invalid)
+    ds = load_dataset(args.dataset, interactions=args.interactions, items=args.items,
+                      cache_dir=args.cache_dir, on_invalid=args.on_invalid)
+    return ds, ds.split(SplitConfig(strategy=args.split))
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    ds = _load(args)
+    ds, _ = _load(args)
     print(repr(ds))
     print(ds.stats().to_markdown())
     print("\nLoad report:\n" + ds.report.summary())
-    if args.show_texts:
-        for i in range(min(args.show_texts, ds.n_items)):
-            print(f"{ds.catalog.ids[i]}\t{ds.catalog.text(i)}")
+    for i in range(min(args.show_texts, ds.n_items)):
+        print(f"{ds.catalog.ids[i]}\t{ds.catalog.text(i)}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from llmrec.recommender import Recommender
+
+    ds, split = _load(args)
+    lora = LoraSettings(r=args.lora_r, alpha=2 * args.lora_r) if args.lora_r else None
+    encoder = EncoderConfig(model_name_or_path=args.encoder, lora=lora)
+    model = dataclass_from_args(ModelConfig, args, prefix="model_")
+    train = dataclass_from_args(TrainConfig, args)
+    rec = Recommender(encoder, model, cache_dir=args.cache_dir)
+    result = rec.fit(ds, split, train)
+    rec.save_pretrained(args.output)
+    cfg = EvalConfig(ks=(10, 20), mask_history=False)
+    pop = PopularityScorer(split.train, ds.n_items)
+    reports = [evaluate(pop, split.test, cfg, item_popularity=pop.popularity, name="popularity"),
+               rec.evaluate(split.test, cfg, name="llmrec")]
+    print(f"best epoch {result.best_epoch}: valid {result.metric} = {result.best_metric:.4f} "
+          f"({result.seconds:.0f} s)\n")
+    print(compare_markdown(reports))
+    print(f"\nsaved to {args.output}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    ds = _load(args)
-    split = ds.split(SplitConfig(strategy=args.split))
-    cls = BASELINES[args.baseline]
-    scorer = cls(split.train, ds.n_items) if cls is PopularityScorer else cls(ds.n_items)
+    ds, split = _load(args)
     cfg = EvalConfig(ks=tuple(args.k), mask_history=args.mask_history)
     cases = split.test if args.on == "test" else split.valid
-    report = evaluate(scorer, cases, cfg, item_popularity=split.item_counts(), name=args.baseline)
+    if args.model:
+        from llmrec.recommender import Recommender
+
+        rec = Recommender.from_pretrained(args.model)
+        report = rec.evaluate(cases, cfg, name=str(args.model))
+    else:
+        scorer = (PopularityScorer(split.train, ds.n_items) if args.baseline == "popularity"
+                  else RandomScorer(ds.n_items))
+        report = evaluate(scorer, cases, cfg, item_popularity=split.item_counts(),
+                          name=args.baseline)
     print(report.to_markdown())
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     return 0
 
 
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from llmrec.recommender import Recommender
+
+    rec = Recommender.from_pretrained(args.model)
+    result = rec.recommend(args.history, k=args.k, exclude_history=not args.include_history,
+                           on_unknown=args.on_unknown)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        return 0
+    for note in result.notes:
+        print(f"note: {note}")
+    for r in result:
+        why = ", ".join(e.text for e in r.evidence[:2])
+        print(f"{r.rank:>3}. {r.text}  [{r.item_id}, score {r.score:.3f}]"
+              + (f"  <- {why}" if why else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="llmrec", description="Text-aware sequential recommendation with a safety filter."
+        prog="llmrec",
+        description="Text-aware sequential recommendation with a content-safety filter.",
+        epilog="Run 'llmrec COMMAND --help' for the options of a command.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("data", help="Load a dataset, validate it and print its statistics.")
-    _add_dataset_args(p)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("data", help="Load a dataset, validate it, print its statistics.")
+    _add_dataset_args(p, required=False)
     p.add_argument("--show-texts", type=int, default=0, metavar="N",
                    help="Also print the rendered text of the first N items.")
     p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("evaluate", help="Full-ranking evaluation of a baseline on a split.")
-    _add_dataset_args(p)
-    p.add_argument("--baseline", choices=sorted(BASELINES), default="popularity")
-    p.add_argument("--split", choices=("leave_one_out", "temporal", "cold_start"),
-                   default="leave_one_out")
+    p = sub.add_parser("train", help="Fine-tune a recommender on a dataset and save it.")
+    _add_dataset_args(p, required=False)
+    p.add_argument("--output", required=True, help="Folder to save the trained model in.")
+    p.add_argument("--encoder", default="default",
+                   help="Item encoder: HF hub id or local folder (default: all-MiniLM-L6-v2).")
+    p.add_argument("--lora-r", type=int, default=0,
+                   help="LoRA rank of the item encoder's adapter (0: no adapter); train it "
+                   "with --encoder-epochs.")
+    add_dataclass_args(p, TrainConfig)
+    add_dataclass_args(p, ModelConfig, prefix="model_", skip=("n_items", "text_dim"))
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="Full-ranking evaluation of a model or a baseline.")
+    _add_dataset_args(p, required=False)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--model", help="A saved model folder.")
+    who.add_argument("--baseline", choices=("popularity", "random"), default="popularity")
     p.add_argument("--on", choices=("valid", "test"), default="test")
     p.add_argument("--k", type=int, nargs="+", default=[5, 10, 20], help="Cut-offs.")
     p.add_argument("--mask-history", action="store_true",
@@ -75,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "does not; leave off to compare with RecBole).")
     p.add_argument("--json", help="Also write the report as JSON here.")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("recommend", help="Recommend items for a history of item ids.")
+    p.add_argument("--model", required=True, help="A saved model folder.")
+    p.add_argument("--history", nargs="*", default=[], help="Item ids, oldest first.")
+    p.add_argument("-k", "--k", type=int, default=10, help="How many items.")
+    p.add_argument("--include-history", action="store_true",
+                   help="Allow items the user already has.")
+    p.add_argument("--on-unknown", choices=("error", "ignore"), default="error",
+                   help="Unknown ids in the history: stop, or skip them with a note.")
+    p.add_argument("--json", action="store_true", help="Print JSON.")
+    p.set_defaults(func=_cmd_recommend)
     return parser
 
 
@@ -82,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, ValueError) as err:
+    except (DataError, FileNotFoundError, KeyError, ValueError) as err:
         print(f"llmrec: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,55 @@
+"""The command line over the same code: data, train, evaluate, recommend."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmrec.cli import build_parser, main
+from tests.conftest import ITEMS_CSV
+
+
+@pytest.fixture
+def folder(write):
+    rows = ["user_id,item_id,rating,timestamp"]
+    rows += [f"u{u},i{(u + k) % 5 + 1},4,{k}" for u in range(6) for k in range(6)]
+    write("data/interactions.csv", "\n".join(rows) + "\n")
+    return write("data/items.csv", ITEMS_CSV).parent
+
+
+def test_help_reads_well(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for command in ("data", "train", "evaluate", "recommend"):
+        assert command in text
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "--epochs INT" in text and "Maximum number of epochs. (default: 60)" in text
+
+
+def test_train_evaluate_recommend(folder, tiny_encoder_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    rc = main(["train", str(folder), "--output", str(model), "--encoder", tiny_encoder_dir,
+               "--epochs", "3", "--no-progress", "--model-hidden-size", "32",
+               "--model-n-heads", "4", "--model-max-len", "7", "--cache-dir", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| popularity |" in out and "| llmrec |" in out and (model / "config.json").is_file()
+
+    assert main(["evaluate", str(folder), "--model", str(model), "--k", "3"]) == 0
+    assert "ndcg@3" in capsys.readouterr().out
+
+    assert main(["recommend", "--model", str(model), "--history", "i1", "i2", "-k", "2",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["items"]) == 2 and result["items"][0]["rank"] == 1
+
+
+def test_errors_are_reported_not_raised(folder, tmp_path, capsys):
+    assert main(["recommend", "--model", str(tmp_path / "missing"), "--history", "i1"]) == 2
+    assert "not an llmrec model folder" in capsys.readouterr().err
+    assert main(["data", "no-such-dataset"]) == 2
+    assert "unknown dataset 'no-such-dataset'" in capsys.readouterr().err
