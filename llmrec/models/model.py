@@ -82,7 +82,10 @@ class SeqRecModel(nn.Module):
         self.sequence = SequenceEncoder(
             c.hidden_size, c.n_layers, c.n_heads, c.inner_size, c.dropout, c.max_len
         )
-        self.head = AttentionScoringHead(c.hidden_size, c.n_heads, c.inner_size, c.dropout)
+        self.head = AttentionScoringHead(c.hidden_size, c.n_heads, 2 * c.hidden_size, c.dropout)
+        # weight of the head's score in the final score; chosen on validation data by the
+        # trainer (0 = the head abstains from ranking; its attention still explains)
+        self.register_buffer("head_scale", torch.ones(()))
         gelu_init_(self)
         self.head.reset_output()
 
@@ -111,16 +114,19 @@ class SeqRecModel(nn.Module):
         user: torch.Tensor,
         candidates: torch.Tensor,
         item_vectors: torch.Tensor,
+        scale: torch.Tensor | float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final scores (B, C) and head attention (B, C, L) of ``candidates`` (B, C).
 
         ``states`` (B, L, D) history states, ``valid`` (B, L) the positions the head may
-        attend to, ``user`` (B, D) the state that retrieved the candidates.
+        attend to, ``user`` (B, D) the state that retrieved the candidates. The final score
+        is ``retrieval + scale * head`` (``scale`` defaults to :attr:`head_scale`).
         """
         cand = item_vectors[candidates]  # (B, C, D)
         retrieval = (cand * user[:, None, :]).sum(-1)  # (B, C)
         head = self.head(cand, states, valid)
-        return retrieval + head.scores, head.attention
+        scale = self.head_scale if scale is None else scale
+        return retrieval + scale * head.scores, head.attention
 
     @torch.no_grad()
     def rank(
@@ -196,7 +202,12 @@ def sampled_candidates(
 def _head_loss(model: SeqRecModel, seq: torch.Tensor, states: torch.Tensor,
                targets: torch.Tensor, vectors: torch.Tensor, n_positions: int) -> torch.Tensor:
     """Re-ranking loss of the head at up to ``n_positions`` positions per window (always the
-    last one): its candidates are the current retrieval's top-N, target included."""
+    last one): its candidates are the current retrieval's top-N, target included.
+
+    The head learns on top of detached retrieval representations: it can re-order what
+    retrieval found but never pulls the shared item and history vectors its own way (which,
+    measured on ml-100k, slowed retrieval training several-fold)."""
+    states, vectors = states.detach(), vectors.detach()
     b, length = targets.shape
     has_target = targets >= 0  # (B, L)
     priority = torch.rand(b, length, device=seq.device)  # (B, L)
@@ -217,7 +228,7 @@ def _head_loss(model: SeqRecModel, seq: torch.Tensor, states: torch.Tensor,
         # make sure the target is a candidate: replace the weakest one when missing
         top[:, -1] = torch.where((top == tgt[:, None]).any(1), top[:, -1], tgt)
         label = (top == tgt[:, None]).float().argmax(1)  # (M,)
-    final, _ = model.rerank(st, keys, user, top, vectors)  # (M, n)
+    final, _ = model.rerank(st, keys, user, top, vectors, scale=1.0)  # (M, n)
     return nn.functional.cross_entropy(final, label)
 
 

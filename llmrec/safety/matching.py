@@ -15,7 +15,9 @@ __all__ = [
 
 # Suffixes a policy term also matches when inflections are on ("kill" -> "kills", "killing").
 INFLECTIONS = r"(?:s|es|ed|d|ing)?"
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "`": "'"})
 
 

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from llmrec.safety.matching import compile_pattern, compile_term
+from llmrec.safety.matching import compile_pattern
 
 __all__ = ["DEFAULT_POLICY_FILE", "Policy", "PolicyError"]
 
@@ -81,12 +81,6 @@ class Policy:
     def threshold(self, label: str) -> float:
         """The threshold that applies to ``label``."""
         return float(self.thresholds.get(label, self.default_threshold))
-
-    def compiled_terms(self) -> list[tuple[str, re.Pattern[str]]]:
-        return [(t, compile_term(t, inflections=self.match_inflections)) for t in self.blocked_terms]
-
-    def compiled_patterns(self) -> list[tuple[str, re.Pattern[str]]]:
-        return [(p, compile_pattern(p)) for p in self.blocked_patterns]
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -171,7 +165,10 @@ def _validate(p: Policy, source: str | None) -> None:
             fail(f"blocked_patterns[{i}]", f"is not a valid regex {pattern!r}: {err}")
 
     if not isinstance(p.blocked_attributes, dict):
-        fail("blocked_attributes", f"must be a mapping of field -> list, got {p.blocked_attributes!r}")
+        fail(
+            "blocked_attributes",
+            f"must be a mapping of field -> values, got {p.blocked_attributes!r}",
+        )
     attrs: dict[str, list[Any]] = {}
     for name, values in p.blocked_attributes.items():
         key = f"blocked_attributes[{name!r}]"

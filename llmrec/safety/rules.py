@@ -50,7 +50,10 @@ class RuleClassifier:
         """``(rule, entry)`` for every term / regex found in ``text``."""
         forms = variants(text)
         found: list[tuple[str, str]] = []
-        for rule, compiled in (("policy.blocked_terms", self._terms), ("policy.blocked_patterns", self._patterns)):
+        for rule, compiled in (
+            ("policy.blocked_terms", self._terms),
+            ("policy.blocked_patterns", self._patterns),
+        ):
             for entry, regex in compiled:
                 if any(regex.search(form) for form in forms):
                     found.append((rule, entry))

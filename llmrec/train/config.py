@@ -27,7 +27,7 @@ class TrainConfig:
         default=1.0, metadata={"help": "Weight of the attention head's re-ranking loss."}
     )
     head_positions: int = field(
-        default=8, metadata={"help": "Positions per window that train the head (last included)."}
+        default=4, metadata={"help": "Positions per window that train the head (last included)."}
     )
     encoder_epochs: int = field(
         default=0,

@@ -30,6 +30,7 @@ from llmrec.train.data import EpochShuffled, training_windows, trim_padding
 from llmrec.train.joint import JointModule
 
 KEEP_CHECKPOINTS = 2
+HEAD_SCALES = (0.0, 0.5, 1.0)
 
 
 @dataclass
@@ -184,13 +185,25 @@ class Trainer:
                          time.perf_counter() - t0)
 
     def validate(self, acc: Accelerator) -> dict[str, float]:
-        """Validation metrics of the current weights (full ranking, no history masking)."""
+        """Validation metrics of the current weights (full ranking, no history masking).
+
+        The head's weight in the final score is chosen here, on validation data, among
+        :data:`HEAD_SCALES`; the metrics of the chosen weight are returned, with it.
+        """
         model = self.model
         k = int(self.config.metric.split("@")[1])
         cfg = EvalConfig(ks=(k,), metrics=("ndcg", "hr", "mrr"), mask_history=False,
                          batch_size=self.config.eval_batch_size)
-        report = evaluate(ModelScorer(model, acc.device), self.split.valid, cfg, name="valid")
-        return dict(report.metrics)
+        scales = HEAD_SCALES if model.config.head_top_n else (1.0,)
+        best: dict[str, float] = {}
+        for scale in scales:
+            model.head_scale.fill_(scale)
+            report = evaluate(ModelScorer(model, acc.device), self.split.valid, cfg,
+                              name="valid")
+            if not best or report.metrics[self.config.metric] > best[self.config.metric]:
+                best = {**report.metrics, "head_scale": scale}
+        model.head_scale.fill_(best["head_scale"])
+        return best
 
     def _log(self, acc: Accelerator, log: EpochLog) -> None:
         if self.out is not None and acc.is_main_process:

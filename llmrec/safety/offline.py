@@ -1,0 +1,147 @@
+"""Offline classifiers (no download): alt-profanity-check, and it plus the lexicon layers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from llmrec.safety.lexicon import LEXICON_LABELS, Lexicon
+
+__all__ = ["OfflineToxicityClassifier", "ProfanityCheckClassifier", "profanity_probabilities"]
+
+_INSTALL = "pip install alt-profanity-check (or llmrec[offline])"
+
+
+@cache
+def _profanity_module() -> Any:
+    try:
+        import profanity_check
+    except ImportError as err:  # pragma: no cover - installed with llmrec[offline]
+        raise ImportError(
+            f"the offline safety classifier needs alt-profanity-check: {_INSTALL}"
+        ) from err
+    return profanity_check
+
+
+def profanity_probabilities(texts: list[str]) -> np.ndarray:
+    """alt-profanity-check's ``predict_prob``: P(offensive) per text (linear SVM, bag of words)."""
+    if not texts:
+        return np.zeros(0, dtype=np.float64)
+    return np.asarray(_profanity_module().predict_prob(list(texts)), dtype=np.float64)
+
+
+class ProfanityCheckClassifier:
+    """alt-profanity-check alone, label ``"profanity"`` (the baseline)."""
+
+    name = "profanity_check"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return ("profanity",)
+
+    def score(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return {"profanity": profanity_probabilities(texts)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "profanity_check"}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ProfanityCheckClassifier:
+        extra = sorted(set(values) - {"type"})
+        if extra:
+            raise ValueError(f"ProfanityCheckClassifier: unknown key(s) {extra}")
+        return cls()
+
+
+@dataclass
+class OfflineToxicityClassifier:
+    """The default classifier: works offline, needs no download, ~0.1 ms per text on one CPU.
+
+    Labels: ``toxicity`` (alt-profanity-check's probability, counted in full only when someone
+    is addressed or targeted, or strong profanity is present; otherwise multiplied by
+    ``untargeted_factor``), plus the lexicon layers ``insult``, ``threat``,
+    ``identity_attack``, ``sexual_explicit`` and ``self_harm`` (weighted word-boundary regexes
+    with inflections, targeting cues, and context frames that keep history, health,
+    sex-education and suicide-prevention products and violent-sounding titles unblocked).
+    """
+
+    use_profanity_model: bool = field(
+        default=True,
+        metadata={"help": "Add alt-profanity-check's score as label 'toxicity' (else rules only)."},
+    )
+    untargeted_factor: float = field(
+        default=0.4,
+        metadata={
+            "help": "Multiplier in [0, 1] for the profanity score of texts that target nobody "
+            "('Kick-Ass (2010)'); 0.4 keeps them under the 0.5 threshold."
+        },
+    )
+    lexicon_path: str | None = field(
+        default=None,
+        metadata={"help": "A lexicon YAML file replacing the shipped llmrec/safety/lexicon.yaml."},
+    )
+
+    name = "offline"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.use_profanity_model, bool):
+            raise ValueError(
+                f"use_profanity_model must be True or False, got {self.use_profanity_model!r}"
+            )
+        factor = self.untargeted_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor <= 1:
+            raise ValueError(f"untargeted_factor must be a number in [0, 1], got {factor!r}")
+        if self.lexicon_path is not None and not isinstance(self.lexicon_path, str):
+            raise ValueError(f"lexicon_path must be None or a file path, got {self.lexicon_path!r}")
+        self._lexicon = Lexicon(self.lexicon_path)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (("toxicity",) if self.use_profanity_model else ()) + LEXICON_LABELS
+
+    def analyze(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[dict[str, str]]]:
+        results = [self._lexicon.analyze(t) for t in texts]
+        scores = {
+            label: np.asarray([r.scores[label] for r in results], dtype=np.float64).reshape(-1)
+            for label in LEXICON_LABELS
+        }
+        evidence = [{k: "; ".join(v) for k, v in r.evidence.items()} for r in results]
+        if self.use_profanity_model:
+            prob = profanity_probabilities(texts)
+            gate = np.asarray(
+                [
+                    1.0 if (r.gated or r.strong_profanity) else self.untargeted_factor
+                    for r in results
+                ]
+            ).reshape(-1)
+            frames = np.asarray(
+                [self._lexicon.frame_factor(r, "toxicity") for r in results]
+            ).reshape(-1)
+            scores = {"toxicity": prob * gate * frames, **scores}
+            for ev, p, g in zip(evidence, prob, gate, strict=True):
+                ev["toxicity"] = f"profanity-check {p:.3f}" + ("" if g == 1.0 else " (untargeted)")
+        return scores, evidence
+
+    def score(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return self.analyze(list(texts))[0]
+
+    def explain(self, texts: list[str]) -> list[dict[str, str]]:
+        """Per text, label -> the matched lexicon spans (and the raw profanity-check score)."""
+        return self.analyze(list(texts))[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "offline", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> OfflineToxicityClassifier:
+        values = {k: v for k, v in values.items() if k != "type"}
+        known = {"use_profanity_model", "untargeted_factor", "lexicon_path"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"OfflineToxicityClassifier: unknown key(s) {unknown}; allowed: {sorted(known)}"
+            )
+        return cls(**values)
