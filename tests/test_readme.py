@@ -19,20 +19,28 @@ MODULES = [llmrec, llmrec.data, llmrec.evaluation, llmrec.models, llmrec.recomme
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def _python_block(section: str) -> str:
+def _python_blocks(section: str) -> list[str]:
     text = README.read_text(encoding="utf-8")
-    body = text.split(f"## {section}", 1)[1]
-    match = re.search(r"```python\n(.*?)```", body, re.DOTALL)
-    assert match, f"no python block under '## {section}'"
-    return match.group(1)
+    body = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", body, re.DOTALL)
+    assert blocks, f"no python block under '## {section}'"
+    return blocks
 
 
 @pytest.mark.integration
-def test_readme_quick_start_runs(capsys):
+@pytest.mark.slow
+def test_readme_quick_start_runs(capsys, tmp_path, monkeypatch):
+    """Real MiniLM + real ml-100k, as a new user would run it (about a minute on CPU)."""
+    monkeypatch.chdir(tmp_path)
+    train, harness = _python_blocks("Python quick start")
     namespace: dict = {}
-    exec(compile(_python_block("Python quick start"), "README.md", "exec"), namespace)
+    exec(compile(train, "README.md", "exec"), namespace)
+    assert (tmp_path / "my-model" / "model.safetensors").is_file()
+    assert len(namespace["rec"].recommend(["50"], k=5)) == 5
+    exec(compile(harness, "README.md", "exec"), namespace)
     assert 0.0 < namespace["report"]["ndcg@10"] < 1.0
-    assert "Toy Story (1995)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Toy Story (1995)" in out and "| ndcg@10 |" in out
 
 
 @pytest.mark.parametrize(

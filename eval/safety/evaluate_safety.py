@@ -1,0 +1,193 @@
+"""Recall on harmful texts and false-block rate on benign ones, per safety backend.
+
+    .venv/bin/python eval/safety/evaluate_safety.py            # eval set + holdout
+    .venv/bin/python eval/safety/evaluate_safety.py --ml100k   # + MovieLens-100k titles (benign)
+    .venv/bin/python eval/safety/evaluate_safety.py \
+        --detoxify-checkpoint toxic_original-c1212f89.ckpt --detoxify-config ./bert-base-uncased
+
+Prints one markdown table per set: recall overall and per harmful category, false-block
+rate (FBR) overall and on violent-sounding titles, and the filter's cost per text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from llmrec.safety import (  # noqa: E402
+    DetoxifyClassifier,
+    DetoxifyWeightsError,
+    OfflineToxicityClassifier,
+    Policy,
+    ProfanityCheckClassifier,
+    SafetyFilter,
+)
+
+HARM_CATEGORIES = ("insult", "threat", "identity_hate", "sexual", "self_harm")
+
+
+def read_set(path: Path) -> list[dict[str, str]]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    for i, row in enumerate(rows):
+        if set(row) != {"text", "label", "category"} or row["label"] not in ("harmful", "benign"):
+            raise ValueError(f"{path}:{i + 1}: need text, label (harmful|benign), category")
+    return rows
+
+
+def ml100k_rows(cache_dir: str | None) -> list[dict[str, str]]:
+    from llmrec.data import load_dataset
+
+    kwargs = {"cache_dir": cache_dir} if cache_dir else {}
+    texts = load_dataset("ml-100k", **kwargs).catalog.texts()
+    return [{"text": t, "label": "benign", "category": "ml100k_title"} for t in texts]
+
+
+def measure(flt: SafetyFilter, rows: list[dict[str, str]], repeats: int) -> dict[str, Any]:
+    texts = [r["text"] for r in rows]
+    flt.check(texts[:8])  # warm-up (lazy imports, caches)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        verdicts = flt.check(texts)
+        best = min(best, time.perf_counter() - start)
+    blocked = [v.blocked for v in verdicts]
+
+    def rate(keep: Callable[[dict[str, str]], bool]) -> tuple[float | None, int]:
+        picked = [b for b, r in zip(blocked, rows, strict=True) if keep(r)]
+        return (sum(picked) / len(picked) if picked else None), len(picked)
+
+    out: dict[str, Any] = {"n": len(rows), "ms_per_text": 1000 * best / max(1, len(rows))}
+    out["recall"] = rate(lambda r: r["label"] == "harmful")
+    for cat in HARM_CATEGORIES:
+        out[f"recall_{cat}"] = rate(lambda r, c=cat: r["label"] == "harmful" and r["category"] == c)
+    out["fbr"] = rate(lambda r: r["label"] == "benign")
+    out["fbr_violent_title"] = rate(lambda r: r["category"] == "violent_title")
+    out["errors"] = [
+        {
+            "text": r["text"],
+            "label": r["label"],
+            "category": r["category"],
+            "reasons": [str(x) for x in v.reasons],
+        }
+        for v, r in zip(verdicts, rows, strict=True)
+        if v.blocked != (r["label"] == "harmful")
+    ]
+    return out
+
+
+def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFilter]], list[str]]:
+    policy = Policy.from_file(args.policy) if args.policy else Policy.default()
+    found: dict[str, Callable[[], SafetyFilter]] = {
+        "offline (default)": lambda: SafetyFilter(
+            OfflineToxicityClassifier(lexicon_path=args.lexicon), policy
+        ),
+        "rules only (lexicon, no profanity model)": lambda: SafetyFilter(
+            OfflineToxicityClassifier(use_profanity_model=False, lexicon_path=args.lexicon), policy
+        ),
+        "profanity-check alone (baseline)": lambda: SafetyFilter(
+            ProfanityCheckClassifier(), policy
+        ),
+    }
+    notes = []
+    if args.detoxify_checkpoint or args.detoxify_config or args.detoxify_online:
+        name = f"detoxify {args.detoxify_model_type}"
+        found[name] = lambda: SafetyFilter(
+            DetoxifyClassifier(
+                args.detoxify_model_type,
+                checkpoint=args.detoxify_checkpoint,
+                huggingface_config_path=args.detoxify_config,
+            ),
+            policy,
+        )
+    else:
+        notes.append(
+            "detoxify: skipped, no weights given (pass --detoxify-checkpoint FILE.ckpt and "
+            "--detoxify-config FOLDER for offline use, or --detoxify-online to download them)."
+        )
+    return found, notes
+
+
+def fmt(value: tuple[float | None, int]) -> str:
+    rate, n = value
+    return "-" if rate is None else f"{rate:.3f} ({round(rate * n)}/{n})"
+
+
+def table(title: str, results: dict[str, dict[str, Any]]) -> str:
+    cols = ["recall", *[f"recall_{c}" for c in HARM_CATEGORIES], "fbr", "fbr_violent_title"]
+    head = ["backend", *[c.replace("recall_", "") for c in cols], "ms/text"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, res in results.items():
+        cells = [name, *[fmt(res[c]) for c in cols], f"{res['ms_per_text']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--eval", type=Path, default=HERE / "safety_eval.jsonl")
+    parser.add_argument("--holdout", type=Path, default=HERE / "safety_holdout.jsonl")
+    parser.add_argument("--skip-holdout", action="store_true", help="While tuning: eval only.")
+    parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")
+    parser.add_argument("--policy", help="Policy file (default: prompts/safety_policy.yaml).")
+    parser.add_argument("--ml100k", action="store_true", help="Add MovieLens-100k titles.")
+    parser.add_argument("--ml100k-cache", default=None, help="cache_dir for load_dataset.")
+    parser.add_argument("--detoxify-checkpoint", default=None)
+    parser.add_argument("--detoxify-config", default=None)
+    parser.add_argument("--detoxify-model-type", default="original")
+    parser.add_argument("--detoxify-online", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="Timing: best of N runs.")
+    parser.add_argument("--errors", action="store_true", help="List each set's errors.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
+    args = parser.parse_args(argv)
+
+    sets = {"eval set": read_set(args.eval)}
+    if not args.skip_holdout:
+        sets["holdout set"] = read_set(args.holdout)
+    if args.ml100k:
+        sets["MovieLens-100k catalog (all benign)"] = ml100k_rows(args.ml100k_cache)
+    found, notes = backends(args)
+    results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in sets}
+    for name, build in found.items():
+        try:
+            start = time.perf_counter()
+            flt = build()
+            load_s = time.perf_counter() - start
+        except DetoxifyWeightsError as err:
+            notes.append(f"{name}: skipped, {err}")
+            continue
+        notes.append(f"{name}: loaded in {load_s:.2f} s")
+        for set_name, rows in sets.items():
+            results[set_name][name] = measure(flt, rows, args.repeats)
+    for set_name, res in results.items():
+        n = len(sets[set_name])
+        harmful = sum(r["label"] == "harmful" for r in sets[set_name])
+        print(table(f"{set_name}: {n} texts, {harmful} harmful, {n - harmful} benign", res))
+        print()
+        if args.errors:
+            for name, r in res.items():
+                for e in r["errors"]:
+                    kind = "missed" if e["label"] == "harmful" else "false block"
+                    print(
+                        f"- {set_name} / {name}: {kind} [{e['category']}] {e['text']!r}",
+                        "; ".join(e["reasons"]),
+                    )
+            print()
+    if args.lexicon:
+        notes.append(f"offline backends use the lexicon {args.lexicon}")
+    for note in notes:
+        print(f"- {note}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
