@@ -104,6 +104,40 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_safety_scan(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from llmrec.recommender.recommender import describe
+    from llmrec.safety import Policy, SafetyFilter
+
+    policy = Policy.from_file(args.policy) if args.policy else None
+    if args.model:
+        from llmrec.recommender import Recommender
+
+        catalog = Recommender.from_pretrained(args.model).catalog
+    else:
+        catalog = load_dataset(args.dataset, interactions=args.interactions, items=args.items,
+                               cache_dir=args.cache_dir, on_invalid=args.on_invalid).catalog
+    verdicts = SafetyFilter(policy=policy).check(
+        catalog.texts(), items=catalog.table.to_dict("records"), item_ids=list(catalog.ids))
+    flagged = [(catalog.ids[i], catalog.text(i), v) for i, v in enumerate(verdicts) if v.blocked]
+    by_reason = Counter(f"{r.rule}:{r.label}" for _, _, v in flagged for r in v.reasons
+                        if r.action == "block")
+    lines = [f"# Safety scan: {len(flagged)} of {len(catalog)} items blocked", "",
+             "| reason | items |", "|---|---|"]
+    lines += [f"| {reason} | {n} |" for reason, n in by_reason.most_common()]
+    lines += ["", "| item id | text | why |", "|---|---|---|"]
+    lines += [f"| {i} | {t.replace('|', '/')} | {describe(v).replace('|', '/')} |"
+              for i, t, v in flagged]
+    report = "\n".join(lines) + "\n"
+    if args.out:
+        Path(args.out).write_text(report, encoding="utf-8")
+        print(f"{len(flagged)} of {len(catalog)} items blocked; report written to {args.out}")
+    else:
+        print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmrec",
@@ -152,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Unknown ids in the history: stop, or skip them with a note.")
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(func=_cmd_recommend)
+
+    p = sub.add_parser("safety", help="Content-safety tools.")
+    safety = p.add_subparsers(dest="safety_command", required=True, metavar="ACTION")
+    p = safety.add_parser("scan", help="Report the catalog items the safety filter blocks, "
+                          "grouped by reason.")
+    _add_dataset_args(p, required=False)
+    p.add_argument("--model", help="Scan a saved model's catalog instead of a dataset.")
+    p.add_argument("--policy", help="Policy file (YAML/JSON); default prompts/safety_policy.yaml.")
+    p.add_argument("--out", help="Write the markdown report here (default: print it).")
+    p.set_defaults(func=_cmd_safety_scan)
     return parser
 
 

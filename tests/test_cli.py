@@ -53,3 +53,18 @@ def test_errors_are_reported_not_raised(folder, tmp_path, capsys):
     assert "not an llmrec model folder" in capsys.readouterr().err
     assert main(["data", "no-such-dataset"]) == 2
     assert "unknown dataset 'no-such-dataset'" in capsys.readouterr().err
+
+
+def test_safety_scan_writes_a_report_by_reason(write, tmp_path, capsys):
+    write("scan/items.csv", "item_id,title\na,Kill Bill\nb,I will find you and kill you\n"
+          "c,Die Hard\nd,Secret Stuff\n")
+    write("scan/interactions.csv", "user_id,item_id,timestamp\nu,a,1\n")
+    policy = write("policy.yaml", "deny_items: [d]\n")
+    report = tmp_path / "report.md"
+    assert main(["safety", "scan", str(tmp_path / "scan"), "--policy", str(policy),
+                 "--out", str(report)]) == 0
+    text = report.read_text()
+    assert text.startswith("# Safety scan: 2 of 4 items blocked")
+    assert "| policy.deny_items:policy | 1 |" in text
+    assert "| b | I will find you and kill you |" in text and "| a |" not in text
+    assert "2 of 4 items blocked" in capsys.readouterr().out

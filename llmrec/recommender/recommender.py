@@ -26,10 +26,26 @@ from llmrec.models.encoder_config import EncoderConfig
 from llmrec.models.model import ModelScorer, SeqRecModel, pad_left
 from llmrec.recommender.storage import atomic_dir, read_json, write_json
 from llmrec.recommender.types import Evidence, Recommendation, RecommendationList, RemovedItem
+from llmrec.safety import SafetyFilter, Verdict
 from llmrec.train.config import TrainConfig
 from llmrec.train.trainer import FitResult, Trainer
 
 logger = logging.getLogger("llmrec")
+
+
+def describe(verdict: Verdict) -> str:
+    """One line naming the rules and classifier labels that blocked an item."""
+    parts = []
+    for r in verdict.reasons:
+        if r.action != "block":
+            continue
+        what = f"{r.rule}:{r.label}"
+        if r.score is not None and r.threshold is not None:
+            what += f" {r.score:.2f} >= {r.threshold:.2f}"
+        if r.match:
+            what += f" ({r.match})"
+        parts.append(what)
+    return "; ".join(parts) or "blocked"
 
 
 def _json_default(value: object) -> object:
@@ -52,10 +68,19 @@ class Recommender:
     """
 
     def __init__(self, encoder: EncoderConfig | None = None, model: ModelConfig | None = None,
-                 *, cache_dir: str | Path | None = None) -> None:
+                 *, safety: SafetyFilter | str | None = "default",
+                 cache_dir: str | Path | None = None) -> None:
+        """``safety``: the filter whose verdicts remove items before ranking; ``"default"``
+        is :class:`SafetyFilter()` (offline classifier + default policy), None turns it off."""
         self.encoder_config = encoder or EncoderConfig()
         self.model_config = model or ModelConfig()
         self.cache_dir = cache_dir
+        if isinstance(safety, str):
+            if safety != "default":
+                raise ValueError(f"safety must be a SafetyFilter, 'default' or None, got "
+                                 f"{safety!r}")
+            safety = SafetyFilter()
+        self.safety = safety
         self._encoder: ItemTextEncoder | None = None
         self.model: SeqRecModel | None = None
         self.catalog: ItemCatalog | None = None
@@ -97,8 +122,7 @@ class Recommender:
         self.model = SeqRecModel(cfg)
         self.model.items.set_text(text)
         self.popularity = split.item_counts()
-        if self.blocked is None or len(self.blocked) != dataset.n_items:
-            self.blocked = np.zeros(dataset.n_items, dtype=bool)
+        self.blocked, self.block_reasons = self._scan(dataset.catalog)
         encoder = self.encoder if train.encoder_epochs else None
         texts = dataset.catalog.texts() if encoder is not None else None
         result = Trainer(self.model, split, train, encoder=encoder, item_texts=texts).train()
@@ -106,6 +130,29 @@ class Recommender:
             encoder.eval()
         self.model.eval()
         return result
+
+    def _scan(self, catalog: ItemCatalog, offset: int = 0) -> tuple[np.ndarray, dict[int, str]]:
+        """Safety verdicts for every item, computed once (fit / add_items), kept as a mask."""
+        blocked = np.zeros(len(catalog), dtype=bool)
+        if self.safety is None:
+            return blocked, {}
+        verdicts = self.safety.check(catalog.texts(), items=catalog.table.to_dict("records"),
+                                     item_ids=list(catalog.ids))
+        reasons = {}
+        for i, v in enumerate(verdicts):
+            if v.blocked:
+                blocked[i] = True
+                reasons[offset + i] = describe(v)
+        if blocked.any():
+            logger.info("safety: %d of %d items blocked", int(blocked.sum()), len(catalog))
+        return blocked, reasons
+
+    def safety_report(self) -> list[tuple[str, str, str]]:
+        """(item id, text, reason) of every blocked catalog item."""
+        self._require_model()
+        assert self.catalog is not None
+        return [(self.catalog.ids[i], self.catalog.text(i), r)
+                for i, r in sorted(self.block_reasons.items())]
 
     def _require_model(self) -> SeqRecModel:
         if self.model is None or self.catalog is None:
@@ -251,7 +298,9 @@ class Recommender:
         model.config.n_items = self.model_config.n_items = len(merged)
         self.catalog = merged
         self.popularity = np.concatenate([self.popularity, np.zeros(len(new))])
-        self.blocked = np.concatenate([self.blocked, np.zeros(len(new), dtype=bool)])
+        blocked, reasons = self._scan(new, offset=len(catalog))
+        self.blocked = np.concatenate([self.blocked, blocked])
+        self.block_reasons.update(reasons)
 
     # -- persistence -------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
@@ -282,6 +331,8 @@ class Recommender:
                     fh.write(json.dumps({"item_id": item_id, **row}, ensure_ascii=False,
                                         default=_json_default) + "\n")
             (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
+            if self.safety is not None:
+                write_json(tmp / "safety.json", self.safety.to_dict())
             if self._encoder is not None and self.encoder_config.lora is not None:
                 self._encoder.save_adapter(tmp / "encoder_adapter")
         return path
@@ -292,8 +343,10 @@ class Recommender:
         """Rebuild a saved recommender exactly (strict: missing or extra weights are errors)."""
         path = Path(path)
         cfg = read_json(path / "config.json")
+        safety = (SafetyFilter.from_dict(read_json(path / "safety.json"))
+                  if (path / "safety.json").is_file() else None)
         rec = cls(EncoderConfig.from_dict(cfg["encoder"]), ModelConfig.from_dict(cfg["model"]),
-                  cache_dir=cache_dir)
+                  safety=safety, cache_dir=cache_dir)
         with (path / "catalog.jsonl").open(encoding="utf-8") as fh:
             records = [json.loads(line) for line in fh if line.strip()]
         ids = [str(r.pop("item_id")) for r in records]

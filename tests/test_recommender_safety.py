@@ -1,0 +1,80 @@
+"""The safety filter inside the recommender: verdicts once per item, a mask before ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmrec import Recommender
+from llmrec.models import EncoderConfig, ModelConfig
+from llmrec.safety import Policy, SafetyFilter
+from tests.test_recommender import N_ITEMS, cyclic_dataset
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_encoder_dir, tmp_path_factory):
+    policy = Policy.from_dict({"deny_items": ["m3"], "blocked_terms": ["jaws"]})
+    r = Recommender(EncoderConfig(model_name_or_path=tiny_encoder_dir),
+                    ModelConfig(hidden_size=32, n_layers=2, n_heads=4, inner_size=37,
+                                dropout=0.0, max_len=7, head_top_n=5),
+                    safety=SafetyFilter(policy=policy),
+                    cache_dir=tmp_path_factory.mktemp("cache"))
+    r.fit(cyclic_dataset(), epochs=20, batch_size=13, lr=3e-3, progress=False, patience=100)
+    return r
+
+
+def test_verdicts_are_computed_at_fit_and_reported(rec):
+    blocked = {item for item, _, _ in rec.safety_report()}
+    assert blocked == {"m3", "m6"}  # deny list, and the term 'jaws' (item m6 'Jaws')
+    reasons = dict((i, r) for i, _, r in rec.safety_report())
+    assert "policy.deny_items" in reasons["m3"] and "jaws" in reasons["m6"].lower()
+    out = rec.recommend(["m0", "m1", "m2"], k=3)
+    assert "m3" not in out.item_ids  # the cyclic rule's answer, but blocked
+    assert any(r.item_id == "m3" and "deny_items" in r.reason for r in out.removed)
+
+
+histories = st.lists(st.sampled_from([f"m{i}" for i in range(N_ITEMS)]), max_size=12)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories, k=st.integers(1, 20), exclude=st.booleans(),
+       deny=st.sets(st.sampled_from([f"m{i}" for i in range(N_ITEMS)]), max_size=8))
+def test_no_blocked_item_is_ever_recommended(rec, history, k, exclude, deny):
+    rec.safety = SafetyFilter(policy=Policy.from_dict({"deny_items": sorted(deny)}))
+    rec.blocked, rec.block_reasons = rec._scan(rec.catalog)
+    out = rec.recommend(history, k=k, exclude_history=exclude)
+    assert not set(out.item_ids) & deny
+    assert len(out) == min(k, N_ITEMS - len(deny | (set(history) if exclude else set())))
+
+
+def test_items_added_later_are_checked_at_once(rec, tmp_path):
+    rec.safety = SafetyFilter()
+    rec.blocked, rec.block_reasons = rec._scan(rec.catalog)
+    rec.add_items({"bad": {"title": "I will find you and kill you, you worthless idiot",
+                           "genres": ["Drama"]},
+                   "ok": {"title": "Kill Bill: Vol. 1", "genres": ["Action"]}})
+    ids = rec.recommend(["m0"], k=N_ITEMS + 2, exclude_history=False).item_ids
+    assert "ok" in ids and "bad" not in ids
+    again = Recommender.from_pretrained(rec.save_pretrained(tmp_path / "m"))
+    assert again.blocked.tolist() == rec.blocked.tolist()
+    assert "bad" not in again.recommend(["m0"], k=N_ITEMS + 2).item_ids
+    assert again.safety is not None
+
+
+def test_safety_can_be_turned_off_explicitly(tiny_encoder_dir):
+    assert Recommender(EncoderConfig(model_name_or_path=tiny_encoder_dir), safety=None).safety \
+        is None
+    with pytest.raises(ValueError, match="safety must be a SafetyFilter, 'default' or None"):
+        Recommender(safety="strict")
+
+
+def test_mask_lookup_cost_does_not_depend_on_the_classifier(rec, monkeypatch):
+    """Per request the filter is a mask lookup: recommend never calls the classifier."""
+    calls = []
+    monkeypatch.setattr(rec.safety, "check", lambda *a, **k: calls.append(1) or [])
+    rec.recommend_batch([["m0"], ["m1", "m2"], []], k=3)
+    assert calls == []
+    assert isinstance(rec.blocked, np.ndarray) and rec.blocked.dtype == bool
