@@ -225,3 +225,10 @@ def test_encoder_epochs_need_a_lora_adapter(tiny_encoder_dir, tmp_path):
     with pytest.raises(ValueError, match=r"encoder_epochs > 0 needs an item encoder with a "
                                          r"LoRA adapter"):
         rec.fit(cyclic_dataset(), epochs=2, encoder_epochs=1, progress=False)
+
+
+def test_score_items_matches_recommend(trained):
+    rec, _, _ = trained
+    out = rec.recommend(["m0", "m1"], k=3)
+    scores = rec.score_items([["m0", "m1"]] * 3, out.item_ids)
+    np.testing.assert_allclose(scores, [r.score for r in out], rtol=1e-5, atol=1e-6)

@@ -261,6 +261,23 @@ class Recommender:
             results.append(res)
         return results
 
+    @torch.no_grad()
+    def score_items(self, histories: Sequence[Sequence[str]],
+                    item_ids: Sequence[str]) -> np.ndarray:
+        """(len(histories),) final scores of ``item_ids[i]`` given ``histories[i]``, exactly as
+        :meth:`recommend` scores it (retrieval + head), whether or not it is in the top-N."""
+        model = self._require_model()
+        assert self.catalog is not None
+        if len(histories) != len(item_ids):
+            raise ValueError(f"{len(histories)} histories but {len(item_ids)} item ids")
+        idx = [self._history_indices(h, "error", []) for h in histories]
+        seq = pad_left(idx, self.model_config.max_len)
+        target = torch.as_tensor(self.catalog.indices(item_ids))[:, None]  # (B, 1)
+        vectors = model.items()
+        states = model.encode_history(seq, vectors)
+        final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)
+        return final[:, 0].numpy()
+
     def _removed(self, model: SeqRecModel, seq: torch.Tensor, k: int) -> list[RemovedItem]:
         """Blocked items that would have made the top ``k`` without the safety mask."""
         assert self.blocked is not None and self.catalog is not None
