@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 LOSSES = ("full", "sampled")
+SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("no", "fp16", "bf16")
 
 
@@ -16,6 +17,12 @@ class TrainConfig:
     epochs: int = field(default=60, metadata={"help": "Maximum number of epochs."})
     batch_size: int = field(default=128, metadata={"help": "Training windows per step."})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    lr_schedule: str = field(
+        default="cosine",
+        metadata={"help": f"One of {SCHEDULES}: cosine decays to 0 at the last epoch, after "
+                  "warmup_steps of linear warm-up."},
+    )
+    warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     loss: str = field(
         default="full",
@@ -63,6 +70,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(
                 f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}"

@@ -8,6 +8,7 @@ run reaches, because the window order depends only on (seed, epoch).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,20 @@ from llmrec.train.joint import JointModule
 
 KEEP_CHECKPOINTS = 2
 HEAD_SCALES = (0.0, 0.5, 1.0)
+
+
+def _schedule(cfg: TrainConfig, total: int):
+    """Multiplier of the learning rate at optimizer step ``s``."""
+
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
 
 
 @dataclass
@@ -111,7 +126,10 @@ class Trainer:
             groups.append({"params": self.joint.encoder.trainable_parameters(),
                            "lr": cfg.encoder_lr, "weight_decay": 0.0})
         optim = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        model, optim, loader = acc.prepare(self.joint, optim, loader)
+        total = cfg.epochs * -(-len(loader) // cfg.grad_accum)
+        schedule = _schedule(cfg, total)
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
+        model, optim, loader, lr_sched = acc.prepare(self.joint, optim, loader, lr_sched)
         first_live = cfg.epochs - cfg.encoder_epochs
         popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
         sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -157,6 +175,7 @@ class Trainer:
                     if acc.sync_gradients and cfg.max_grad_norm:
                         acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     optim.step()
+                    lr_sched.step()
                     optim.zero_grad()
                 sums += [out.loss.item(), out.retrieval_loss.item(), out.head_loss.item()]
                 steps += 1

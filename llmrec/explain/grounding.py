@@ -1,0 +1,125 @@
+"""Grounding checks: an explanation may name only the cited history items (and the recommended
+item) and only attribute values those items really have."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from llmrec.explain.attributes import ItemFacts
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_QUOTED = re.compile(r"[\"“”„«»]([^\"“”„«»\n]{1,150})[\"“”„«»]")
+_YEAR = re.compile(r"(?<!\w)((?:1[5-9]|20)\d\d)(s|'s)?(?!\w)")
+MAX_TITLE_TOKENS = 24
+
+
+def tokens(text: str) -> list[str]:
+    """Words and single punctuation marks (titles and texts are matched on these)."""
+    return _TOKEN.findall(text)
+
+
+class PhraseIndex:
+    """Finds known phrases in a text: leftmost-longest, non-overlapping, on token boundaries."""
+
+    def __init__(self, phrases: Mapping[str, Iterable[int]], *, lower: bool = False,
+                 min_chars: int = 3) -> None:
+        self.lower = lower
+        self._map: dict[tuple[str, ...], set[int]] = {}
+        for phrase, owners in phrases.items():
+            key = tuple(tokens(phrase.lower() if lower else phrase))
+            if not key or len(key) > MAX_TITLE_TOKENS or (len(key) == 1
+                                                          and len(key[0]) < min_chars):
+                continue
+            self._map.setdefault(key, set()).update(owners)
+        self._first = {k[0] for k in self._map}
+        self._longest = max((len(k) for k in self._map), default=0)
+
+    def find(self, text: str) -> list[tuple[str, set[int]]]:
+        """(phrase as found, the owners of that phrase) for each match, in text order."""
+        toks = tokens(text.lower() if self.lower else text)
+        out, i = [], 0
+        while i < len(toks):
+            if toks[i] in self._first:
+                for n in range(min(self._longest, len(toks) - i), 0, -1):
+                    key = tuple(toks[i:i + n])
+                    if key in self._map:
+                        out.append((" ".join(key), self._map[key]))
+                        i += n
+                        break
+                else:
+                    i += 1
+            else:
+                i += 1
+        return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(tokens(text.lower().strip(" .,;:!?'")))
+
+
+@dataclass
+class Grounding:
+    """The verdict of :meth:`GroundingChecker.check`."""
+
+    ok: bool
+    reason: str = ""
+    mentioned: list[str] = field(default_factory=list)  # external ids of named items
+
+
+class GroundingChecker:
+    """Checks texts against the catalog's titles and attribute values (built once)."""
+
+    def __init__(self, facts: ItemFacts) -> None:
+        self.facts = facts
+        titles: dict[str, set[int]] = {}
+        values: dict[str, set[int]] = {}
+        for i in range(len(facts)):
+            for t in {facts.raw_title(i), facts.title(i)}:
+                titles.setdefault(t, set()).add(i)
+            for v in facts.attributes(i).values():
+                for x in (v if isinstance(v, list) else [v]):
+                    if not x.isdigit() and not _YEAR.fullmatch(x):
+                        values.setdefault(x, set()).add(i)
+        self.titles = PhraseIndex(titles)
+        self.values = PhraseIndex(values, lower=True)
+
+    def allowed_values(self, items: Iterable[int]) -> set[str]:
+        """Lower-cased attribute values (and years, decades) of ``items``."""
+        out: set[str] = set()
+        for i in items:
+            for v in self.facts.attributes(i).values():
+                out.update(_norm(x) for x in (v if isinstance(v, list) else [v]))
+        return out
+
+    def check(self, text: str, allowed: Iterable[int], required: Iterable[int] = (),
+              *, values_of: Iterable[int] | None = None) -> Grounding:
+        """Is ``text`` grounded? It may name only ``allowed`` items (catalog indices), must
+        name one of ``required`` if any, may quote only their titles, and may mention only
+        attribute values and years of ``values_of`` (default: ``allowed``)."""
+        allowed, required = set(allowed), set(required)
+        if not text or not text.strip():
+            return Grounding(False, "empty text")
+        found = self.titles.find(text)
+        mentioned = sorted({i for _, owners in found for i in owners & allowed})
+        ids = [self.facts.catalog.ids[i] for i in mentioned]
+        for phrase, owners in found:
+            if not owners & allowed:
+                return Grounding(False, f"names {phrase!r}, which is not in the evidence", ids)
+        names = {_norm(t) for i in allowed for t in (self.facts.title(i), self.facts.raw_title(i))}
+        for quoted in _QUOTED.findall(text):
+            if _norm(quoted) not in names:
+                return Grounding(False, f"quotes {quoted.strip()!r}, not an evidence title", ids)
+        ok_values = self.allowed_values(allowed if values_of is None else values_of)
+        for phrase, _ in self.values.find(text):
+            if _norm(phrase) not in ok_values:
+                return Grounding(False, f"mentions {phrase!r}, not an attribute of the evidence",
+                                 ids)
+        for m in _YEAR.finditer(text):
+            year = f"{m[1][:3]}0s" if m[2] else m[1]
+            if year not in ok_values:
+                return Grounding(False, f"mentions {m[0]!r}, a year not in the evidence", ids)
+        if required and not required & set(mentioned):
+            return Grounding(False, "names none of the cited history items", ids)
+        return Grounding(True, "", ids)
