@@ -232,3 +232,24 @@ def test_score_items_matches_recommend(trained):
     out = rec.recommend(["m0", "m1"], k=3)
     scores = rec.score_items([["m0", "m1"]] * 3, out.item_ids)
     np.testing.assert_allclose(scores, [r.score for r in out], rtol=1e-5, atol=1e-6)
+
+
+def test_model_card_is_written_and_updated_not_overwritten(trained, tmp_path):
+    import yaml
+
+    rec, ds, _ = trained
+    rec.evaluate(ds.split(), name="test")
+    path = rec.save_pretrained(tmp_path / "model")
+    card = (path / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["library_name"] == "llmrec" and meta["datasets"] == ["cyclic"]
+    assert meta["base_model"].endswith(str(rec.encoder_config.model_name_or_path)[-10:])
+    assert {m["type"] for m in meta["model-index"][0]["results"][0]["metrics"]} >= {"ndcg@10"}
+    assert "history masking off" in card and "| hidden_size | 32 |" in card
+    assert "Catalog scan: 0 of 12 items blocked" in card
+    (path / "README.md").write_text(card + "\n## My notes\n\nTuned by hand.\n")
+    again = Recommender.from_pretrained(path)
+    again.save_pretrained(path)
+    updated = (path / "README.md").read_text()
+    assert "## My notes\n\nTuned by hand." in updated  # hand-written notes survive
+    assert updated.count("llmrec:auto:begin") == 1 and "| ndcg@10 |" in updated

@@ -68,6 +68,7 @@ class ItemFacts:
         self._titles = (catalog.table[self.title_field].tolist()
                         if self.title_field is not None else None)
         self._display: dict[int, str] = {}
+        self._attrs: dict[int, dict[str, list[str] | str]] = {}
 
     def __len__(self) -> int:
         return len(self.catalog)
@@ -87,14 +88,19 @@ class ItemFacts:
         return self._display[index]
 
     def attributes(self, index: int) -> dict[str, list[str] | str]:
-        """Non-empty comparable fields of one item, plus ``decade`` from a year field."""
+        """Non-empty comparable fields of one item, plus ``decade`` from a year field (cached;
+        do not modify)."""
+        index = int(index)
+        if index in self._attrs:
+            return self._attrs[index]
         out: dict[str, list[str] | str] = {}
         for f in self.fields:
-            v = _values(self._columns[f][int(index)])
+            v = _values(self._columns[f][index])
             if v is not None:
                 out[f] = v
                 if "year" in f.lower() and isinstance(v, str) and _YEAR.match(v):
                     out.setdefault("decade", f"{v[:3]}0s")
+        self._attrs[index] = out
         return out
 
     def shared(self, index: int, cited: Sequence[int]) -> list[SharedAttribute]:

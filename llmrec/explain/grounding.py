@@ -36,16 +36,18 @@ class PhraseIndex:
         self._first = {k[0] for k in self._map}
         self._longest = max((len(k) for k in self._map), default=0)
 
-    def find(self, text: str) -> list[tuple[str, set[int]]]:
-        """(phrase as found, the owners of that phrase) for each match, in text order."""
-        toks = tokens(text.lower() if self.lower else text)
+    def find(self, text: str) -> list[tuple[str, set[int], int, int]]:
+        """(phrase as found, its owners, start, end character) of each match, in order."""
+        spans = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        toks = [t.lower() if self.lower else t for t, _, _ in spans]
         out, i = [], 0
         while i < len(toks):
             if toks[i] in self._first:
                 for n in range(min(self._longest, len(toks) - i), 0, -1):
                     key = tuple(toks[i:i + n])
                     if key in self._map:
-                        out.append((" ".join(key), self._map[key]))
+                        start, end = spans[i][1], spans[i + n - 1][2]
+                        out.append((text[start:end], self._map[key], start, end))
                         i += n
                         break
                 else:
@@ -102,21 +104,24 @@ class GroundingChecker:
         if not text or not text.strip():
             return Grounding(False, "empty text")
         found = self.titles.find(text)
-        mentioned = sorted({i for _, owners in found for i in owners & allowed})
+        mentioned = sorted({i for _, owners, _, _ in found for i in owners & allowed})
         ids = [self.facts.catalog.ids[i] for i in mentioned]
-        for phrase, owners in found:
+        for phrase, owners, _, _ in found:
             if not owners & allowed:
                 return Grounding(False, f"names {phrase!r}, which is not in the evidence", ids)
+        rest = text  # titles blanked: their words are not attribute values or years
+        for _, _, start, end in reversed(found):
+            rest = rest[:start] + " | " + rest[end:]
         names = {_norm(t) for i in allowed for t in (self.facts.title(i), self.facts.raw_title(i))}
         for quoted in _QUOTED.findall(text):
             if _norm(quoted) not in names:
                 return Grounding(False, f"quotes {quoted.strip()!r}, not an evidence title", ids)
         ok_values = self.allowed_values(allowed if values_of is None else values_of)
-        for phrase, _ in self.values.find(text):
+        for phrase, _, _, _ in self.values.find(rest):
             if _norm(phrase) not in ok_values:
                 return Grounding(False, f"mentions {phrase!r}, not an attribute of the evidence",
                                  ids)
-        for m in _YEAR.finditer(text):
+        for m in _YEAR.finditer(rest):
             year = f"{m[1][:3]}0s" if m[2] else m[1]
             if year not in ok_values:
                 return Grounding(False, f"mentions {m[0]!r}, a year not in the evidence", ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,9 +28,11 @@ class CitedItem:
 class SharedAttribute:
     """An attribute the recommended item shares with the cited history items."""
 
-    field: str = field(metadata={"help": "Catalog field (or 'decade', derived from a year)."})
-    values: list[str] = field(metadata={"help": "The shared values, most shared first."})
-    similarity: float = field(
+    field: str = dataclasses.field(
+        metadata={"help": "Catalog field (or 'decade', derived from a year)."})
+    values: list[str] = dataclasses.field(
+        metadata={"help": "The shared values, most shared first."})
+    similarity: float = dataclasses.field(
         metadata={"help": "List fields: Jaccard of the item's values and the cited items' "
                   "values; scalar fields: fraction of cited items with the same value."}
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,13 @@ from llmrec.data.dataset import RecDataset
 from llmrec.data.split import Split
 from llmrec.data.template import ItemTemplate
 from llmrec.evaluation import EvalConfig, EvalReport, evaluate
+from llmrec.evaluation.report import protocol_line
 from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
-from llmrec.models.encoder_config import EncoderConfig
+from llmrec.models.encoder_config import DEFAULT_HUB_ID, EncoderConfig
 from llmrec.models.model import ModelScorer, SeqRecModel, pad_left
+from llmrec.recommender.card import CardData, write_card
 from llmrec.recommender.storage import atomic_dir, read_json, write_json
 from llmrec.recommender.types import Evidence, Recommendation, RecommendationList, RemovedItem
 from llmrec.safety import SafetyFilter, Verdict
@@ -87,6 +91,7 @@ class Recommender:
         self.popularity: np.ndarray | None = None
         self.blocked: np.ndarray | None = None  # (N,) bool: the safety layer's verdicts
         self.block_reasons: dict[int, str] = {}
+        self.card = CardData()  # what the model card says: data, evaluations
 
     # -- encoder -----------------------------------------------------------------------
     @property
@@ -123,6 +128,12 @@ class Recommender:
         self.model.items.set_text(text)
         self.popularity = split.item_counts()
         self.blocked, self.block_reasons = self._scan(dataset.catalog)
+        self.card.dataset = {
+            "name": dataset.name, "n_users": dataset.n_users, "n_items": dataset.n_items,
+            "n_interactions": len(dataset.interactions), "license": dataset.license,
+            "split": f"{split.config.strategy} ({len(split.valid)} valid / {len(split.test)} "
+                     "test cases)",
+        }
         encoder = self.encoder if train.encoder_epochs else None
         texts = dataset.catalog.texts() if encoder is not None else None
         result = Trainer(self.model, split, train, encoder=encoder, item_texts=texts).train()
@@ -166,8 +177,17 @@ class Recommender:
         model = self._require_model()
         if isinstance(cases, Split):
             cases = cases.test
-        return evaluate(ModelScorer(model), cases, config, item_popularity=self.popularity,
-                        name=name)
+        report = evaluate(ModelScorer(model), cases, config, item_popularity=self.popularity,
+                          name=name)
+        keys = [k for k in ("ndcg@10", "hr@10", "mrr@10", "auc", "coverage@10")
+                if k in report.metrics]
+        self.card.evaluations = [e for e in self.card.evaluations if e["name"] != name]
+        self.card.evaluations.append({
+            "name": f"{name} ({report.n_cases} cases)",
+            "protocol": protocol_line(report.protocol),
+            "metrics": [(k, report.metrics[k]) for k in keys],
+        })
+        return report
 
     # -- inference ---------------------------------------------------------------------
     def _history_indices(self, history: Sequence[str], on_unknown: str,
@@ -320,6 +340,26 @@ class Recommender:
         self.block_reasons.update(reasons)
 
     # -- persistence -------------------------------------------------------------------
+    def _card(self) -> CardData:
+        card = self.card
+        card.base_model = str(self.encoder_config.model_name_or_path)
+        if card.base_model == "default":
+            card.base_model = DEFAULT_HUB_ID
+        card.lora = (dataclasses.asdict(self.encoder_config.lora)
+                     if self.encoder_config.lora is not None else None)
+        card.model = {k: v for k, v in self.model_config.to_dict().items()}
+        if self.safety is not None and self.blocked is not None:
+            kinds = Counter(r.split(" ")[0] for r in self.block_reasons.values())
+            card.safety = {
+                "classifier": getattr(self.safety.classifier, "name", "custom"),
+                "policy": self.safety.policy.description or "custom policy",
+                "blocked": int(self.blocked.sum()), "n_items": len(self.blocked),
+                "reasons": ", ".join(f"{k}: {n}" for k, n in kinds.most_common()),
+            }
+        else:
+            card.safety = None
+        return card
+
     def save_pretrained(self, path: str | Path) -> Path:
         """Write config JSON, safetensors weights, item embeddings, catalog, adapter.
 
@@ -335,6 +375,7 @@ class Recommender:
                 "model": self.model_config.to_dict(),
                 "modules": ["encoder", "item_tower", "sequence", "head", "safety_mask"],
                 "block_reasons": {catalog.ids[i]: r for i, r in self.block_reasons.items()},
+                "card": {"dataset": self.card.dataset, "evaluations": self.card.evaluations},
             })
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"))
@@ -350,6 +391,7 @@ class Recommender:
             (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
             if self.safety is not None:
                 write_json(tmp / "safety.json", self.safety.to_dict())
+            write_card(self._card(), tmp / "README.md", previous=path / "README.md")
             if self._encoder is not None and self.encoder_config.lora is not None:
                 self._encoder.save_adapter(tmp / "encoder_adapter")
         return path
@@ -385,6 +427,10 @@ class Recommender:
         rec.blocked = extra["blocked"].numpy().astype(bool)
         index = {item: i for i, item in enumerate(ids)}
         rec.block_reasons = {index[i]: r for i, r in cfg.get("block_reasons", {}).items()}
+        card = cfg.get("card", {})
+        rec.card.dataset = card.get("dataset")
+        rec.card.evaluations = [{**e, "metrics": [tuple(m) for m in e["metrics"]]}
+                                for e in card.get("evaluations", [])]
         if (path / "encoder_adapter").is_dir():
             rec.encoder.load_adapter(path / "encoder_adapter")
         return rec

@@ -1,0 +1,31 @@
+"""Explanations of recommendations: grounded in the model's evidence, checked for safety.
+
+>>> from llmrec.explain import ExplainConfig, Explainer
+>>> explainer = Explainer.for_recommender(rec, ExplainConfig(language="en"))  # doctest: +SKIP
+>>> explainer.explain(history, rec.recommend(history)[0]).text              # doctest: +SKIP
+'Because you watched Alien and Aliens (Sci-Fi, Horror).'
+"""
+
+from llmrec.explain.attributes import ItemFacts, clean_title
+from llmrec.explain.config import EVIDENCE, METHODS, ExplainConfig, builtin_languages
+from llmrec.explain.explainer import Explainer
+from llmrec.explain.grounding import Grounding, GroundingChecker
+from llmrec.explain.templates import ExplanationTemplate, andjoin
+from llmrec.explain.types import CitedItem, Explanation, SharedAttribute
+
+__all__ = [
+    "EVIDENCE",
+    "METHODS",
+    "CitedItem",
+    "ExplainConfig",
+    "Explainer",
+    "Explanation",
+    "ExplanationTemplate",
+    "Grounding",
+    "GroundingChecker",
+    "ItemFacts",
+    "SharedAttribute",
+    "andjoin",
+    "builtin_languages",
+    "clean_title",
+]
