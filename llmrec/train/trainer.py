@@ -128,7 +128,10 @@ class Trainer:
         optim = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         total = cfg.epochs * -(-len(loader) // cfg.grad_accum)
         schedule = _schedule(cfg, total)
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
+        # the adapter trains only in the final epochs, where the cosine schedule is near 0:
+        # it keeps its own constant rate
+        lambdas = [schedule] + [lambda _: 1.0] * (len(groups) - 1)
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(optim, lambdas)
         model, optim, loader, lr_sched = acc.prepare(self.joint, optim, loader, lr_sched)
         first_live = cfg.epochs - cfg.encoder_epochs
         popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
