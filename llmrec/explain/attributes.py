@@ -74,11 +74,17 @@ class ItemFacts:
         return len(self.catalog)
 
     def raw_title(self, index: int) -> str:
-        """The catalog's own title, or the first sentence of the item's text."""
+        """The catalog's title (or name); without one, the first sentence of the first text
+        field (at most 60 characters), else the item id."""
+        index = int(index)
         if self._titles is not None and not is_empty(self._titles[index]):
             return " ".join(str(self._titles[index]).split())
-        text = self.catalog.text(index)
-        return re.split(r" \(|\. ", text, maxsplit=1)[0].strip() or self.catalog.ids[index]
+        for value in self.catalog.table.iloc[index]:
+            if isinstance(value, str) and value.strip():
+                first = re.split(r"(?<=[.!?])\s", " ".join(value.split()), maxsplit=1)[0]
+                first = first.rstrip(".!?") or first
+                return first if len(first) <= 60 else first[:60].rsplit(" ", 1)[0] + "..."
+        return self.catalog.ids[index]
 
     def title(self, index: int) -> str:
         """The display title (see :func:`clean_title`), cached."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 METHODS = ("template", "llm")
-EVIDENCE = ("attention", "occlusion")
+EVIDENCE = ("auto", "occlusion", "attention")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
 
 
@@ -45,10 +45,12 @@ class ExplainConfig:
                   "explain_llm_<language>, else explain_llm_en."},
     )
     evidence: str = field(
-        default="attention",
-        metadata={"help": f"One of {EVIDENCE}: which history items are cited. 'attention' = "
-                  "the scoring head's strongest weights; 'occlusion' = the items whose removal "
-                  "lowers the score most (one extra batched forward per user, needs a scorer)."},
+        default="auto",
+        metadata={"help": f"One of {EVIDENCE}: which history items are cited. 'occlusion' = "
+                  "those whose removal lowers the item's score most (faithful; one extra "
+                  "batched forward per user, needs a scorer); 'attention' = the scoring head's "
+                  "strongest weights (free, but on ml-100k hardly more faithful than a random "
+                  "history item); 'auto' = occlusion when a scorer is given, else attention."},
     )
     n_evidence: int = field(
         default=2, metadata={"help": "History items cited per explanation (at most)."}

@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+# (histories, item_ids) -> (len(histories), len(item_ids)): every item scored under every history
 Scorer = Callable[[Sequence[Sequence[str]], Sequence[str]], np.ndarray]
 
 
@@ -14,32 +16,58 @@ def attention_ranking(recommendation: Any, history: Sequence[str]) -> list[tuple
     """(history id, attention weight) from ``recommendation.evidence``, strongest first; only
     items of ``history`` (evidence never names anything else)."""
     seen = set(history)
-    out: list[tuple[str, float]] = []
+    out: dict[str, float] = {}
     for e in getattr(recommendation, "evidence", None) or []:
-        if e.item_id in seen and e.item_id not in {i for i, _ in out}:
-            out.append((e.item_id, float(e.weight)))
-    return sorted(out, key=lambda x: -x[1])
+        if e.item_id in seen and e.item_id not in out:
+            out[e.item_id] = float(e.weight)
+    return sorted(out.items(), key=lambda x: -x[1])
+
+
+def pairwise_scorer(score_items: Callable[[Sequence[Sequence[str]], Sequence[str]],
+                                          np.ndarray]) -> Scorer:
+    """A :data:`Scorer` from a per-pair one such as ``Recommender.score_items``."""
+
+    def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str]) -> np.ndarray:
+        hs = [h for h in histories for _ in item_ids]
+        scores = score_items(hs, list(item_ids) * len(histories))
+        return np.asarray(scores, dtype=np.float64).reshape(len(histories), len(item_ids))
+
+    return scorer
+
+
+def recommender_scorer(rec: Any) -> Scorer:
+    """A :data:`Scorer` over a trained Recommender that encodes each history once and scores
+    all items against it (the computation of ``Recommender.score_items``, K times cheaper)."""
+    from llmrec.models.model import pad_left
+
+    @torch.no_grad()
+    def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str]) -> np.ndarray:
+        model, catalog = rec.model, rec.catalog
+        model.eval()
+        seq = pad_left([catalog.indices(h) for h in histories], rec.model_config.max_len)
+        vectors = model.items()
+        states = model.encode_history(seq, vectors)
+        target = torch.as_tensor(catalog.indices(item_ids))[None, :].expand(len(histories), -1)
+        final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)
+        return final.double().numpy()
+
+    return scorer
 
 
 def occlusion_drops(scorer: Scorer, history: Sequence[str], item_ids: Sequence[str],
                     window: int | None = None) -> np.ndarray:
     """(len(item_ids), len(history)) score drops: ``score(item | history) - score(item |
-    history without position j)``, all in one batched ``scorer`` call. Positions before the
+    history without position j)``, in one batched ``scorer`` call. Positions before the
     model's ``window`` (the most recent items it reads) cannot matter: their drop is -inf."""
     history = list(history)
     n, k = len(history), len(item_ids)
-    if n == 0 or k == 0:
-        return np.zeros((k, n))
-    positions = list(range(n)) if window is None else list(range(max(0, n - window), n))
-    hists: list[list[str]] = []
-    targets: list[str] = []
-    for item in item_ids:
-        hists.append(history)
-        targets.append(item)
-        for j in positions:
-            hists.append(history[:j] + history[j + 1:])
-            targets.append(item)
-    scores = np.asarray(scorer(hists, targets), dtype=np.float64).reshape(k, len(positions) + 1)
     drops = np.full((k, n), -np.inf)
-    drops[:, positions] = scores[:, :1] - scores[:, 1:]
+    if n == 0 or k == 0:
+        return drops
+    lo = 0 if window is None else max(0, n - window - 1)  # one more: it slides into view
+    kept = history[lo:]
+    positions = range(max(0, n - window) if window is not None else 0, n)
+    variants = [kept] + [kept[:j - lo] + kept[j - lo + 1:] for j in positions]
+    scores = np.asarray(scorer(variants, list(item_ids)), dtype=np.float64)  # (1 + P, K)
+    drops[:, list(positions)] = (scores[:1] - scores[1:]).T
     return drops

@@ -12,7 +12,12 @@ import numpy as np
 from llmrec.data.catalog import ItemCatalog
 from llmrec.explain.attributes import ItemFacts
 from llmrec.explain.config import ExplainConfig
-from llmrec.explain.evidence import Scorer, attention_ranking, occlusion_drops
+from llmrec.explain.evidence import (
+    Scorer,
+    attention_ranking,
+    occlusion_drops,
+    recommender_scorer,
+)
 from llmrec.explain.grounding import GroundingChecker
 from llmrec.explain.safety import CachedSafety, blocked_because
 from llmrec.explain.templates import NEUTRAL, ExplanationTemplate
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from llmrec.safety import SafetyFilter
 
 Generator = Callable[[Sequence[str]], list[str]]
+CAPITALISED_NOUNS = ("de", "lb")  # languages where a capital inside a sentence is no name
 
 
 @dataclass
@@ -42,20 +48,22 @@ class Explainer:
 
     ``safety``: every final text passes it (None: no check, ``safe`` is None); ``generator``:
     ``prompts -> texts`` for method 'llm' (default: :class:`LLMGenerator` from the config,
-    loaded on first use); ``scorer``: ``(histories, item_ids) -> scores`` (e.g.
-    ``Recommender.score_items``) for occlusion evidence; ``window``: history items the model
-    reads.
+    loaded on first use); ``scorer``: ``(histories, item_ids) -> (H, K) scores`` for occlusion
+    evidence (:func:`recommender_scorer`, or :func:`pairwise_scorer` over any per-pair scorer
+    such as ``Recommender.score_items``); ``window``: history items the model reads.
     """
 
     def __init__(self, catalog: ItemCatalog, config: ExplainConfig | None = None,
                  safety: SafetyFilter | None = None, *, generator: Generator | None = None,
                  scorer: Scorer | None = None, window: int | None = None) -> None:
         self.config = cfg = config or ExplainConfig()
-        if cfg.evidence == "occlusion" and scorer is None:
-            raise ValueError("evidence='occlusion' needs a scorer (Explainer.for_recommender "
-                             "passes Recommender.score_items)")
         self.catalog, self.safety, self.scorer, self.window = catalog, safety, scorer, window
         self._safety = CachedSafety(safety) if safety is not None else None
+        if cfg.evidence == "occlusion" and scorer is None:
+            raise ValueError("evidence='occlusion' needs a scorer (Explainer.for_recommender "
+                             "passes one)")
+        self.evidence = cfg.evidence if cfg.evidence != "auto" else (
+            "occlusion" if scorer is not None else "attention")
         self.facts = ItemFacts(catalog, cfg.attribute_fields)
         self.template = ExplanationTemplate.resolve(cfg.template, f"explain_{cfg.language}")
         self.llm_template: ExplanationTemplate | None = None
@@ -68,6 +76,7 @@ class Explainer:
                                                             f"explain_llm_{lang}")
         self._generator = generator
         self._checker: GroundingChecker | None = None
+        self._neutral_text: str | None = None
 
     @classmethod
     def for_recommender(cls, rec: Any, config: ExplainConfig | None = None, *,
@@ -77,8 +86,8 @@ class Explainer:
         from llmrec.safety import SafetyFilter
 
         safety = rec.safety if rec.safety is not None else SafetyFilter()
-        return cls(rec.catalog, config, safety, generator=generator, scorer=rec.score_items,
-                   window=rec.model_config.max_len)
+        return cls(rec.catalog, config, safety, generator=generator,
+                   scorer=recommender_scorer(rec), window=rec.model_config.max_len)
 
     @property
     def checker(self) -> GroundingChecker:
@@ -101,9 +110,9 @@ class Explainer:
 
     # -- evidence ---------------------------------------------------------------------------
     def _cited(self, history: list[str], recs: Sequence[Any]) -> list[list[CitedItem]]:
-        n, cfg = self.config.n_evidence, self.config
+        n = self.config.n_evidence
         attention = [dict(attention_ranking(r, history)) for r in recs]
-        if cfg.evidence == "attention" or not history:
+        if self.evidence == "attention" or not history:
             ranked = [[(i, w, None) for i, w in a.items()] for a in attention]
         else:
             assert self.scorer is not None
@@ -135,7 +144,7 @@ class Explainer:
                          for c in cited],
             "fields": self.facts.attributes(item), "language": self.config.language,
         }
-        source = self.config.evidence if history else "popularity"
+        source = self.evidence if history else "popularity"
         return _Plan(item, cited, cited_idx, attributes, kind, source, context)
 
     def _scalar(self, item: int, field: str) -> bool:
@@ -144,8 +153,9 @@ class Explainer:
     # -- texts ------------------------------------------------------------------------------
     def _candidates(self, plans: list[_Plan]) -> list[list[tuple[str, str]]]:
         """Per plan, (text, method) in order of preference, grounding-checked."""
-        neutral = self.template.render({**plans[0].context, "kind": "neutral"}) if plans else ""
+        neutral = self._neutral() if plans else ""
         chains = []
+        names = self.config.language.split("_")[0].split("-")[0] not in CAPITALISED_NOUNS
         llm = self._llm_texts(plans) if self.config.method == "llm" else [None] * len(plans)
         for plan, llm_text in zip(plans, llm, strict=True):
             allowed = [*plan.cited_idx, plan.item]
@@ -153,8 +163,9 @@ class Explainer:
             template_text = self.template.render(plan.context)
             fallback = "template"
             if llm_text is not None:
-                g = self.checker.check(llm_text[0], allowed, plan.cited_idx) \
-                    if not llm_text[1] else None
+                g = None if llm_text[1] else self.checker.check(
+                    llm_text[0], allowed, plan.cited_idx, names=names,
+                    values=[v for a in plan.attributes for v in a.values])
                 if g is not None and g.ok:
                     chain.append((llm_text[0], "llm"))
                     fallback = "template (llm fallback: unsafe)"
@@ -170,6 +181,19 @@ class Explainer:
             chain.append((NEUTRAL, "neutral (fixed text)"))
             chains.append(chain)
         return chains
+
+    def _neutral(self) -> str:
+        """The template's neutral sentence (names nothing), or "" when it has none."""
+        if self._neutral_text is not None:
+            return self._neutral_text
+        empty = {"kind": "neutral", "item": "", "titles": [], "attributes": [], "values": [],
+                 "evidence": [], "fields": {}, "language": self.config.language}
+        try:
+            text = self.template.render(empty)
+        except ValueError:
+            text = ""
+        self._neutral_text = text if text and self.checker.check(text, []).ok else ""
+        return self._neutral_text
 
     def _llm_texts(self, plans: list[_Plan]) -> list[tuple[str, str]]:
         """(LLM text, error) per plan; a failing generator gives ("", reason) for all."""
@@ -200,10 +224,12 @@ class Explainer:
                 elif pos[i] + 1 < len(chains[i]):
                     nxt_text, nxt_method = chains[i][pos[i] + 1]
                     why = blocked_because(v)
-                    if method == "llm":
+                    if nxt_method.startswith("template (llm fallback: unsafe"):
                         nxt_method = f"template (llm fallback: unsafe: {why})"
-                    elif nxt_method.startswith("neutral") and "grounding" not in nxt_method:
+                    elif nxt_method == "neutral (safety)":
                         nxt_method = f"neutral (safety: {why})"
+                    elif nxt_method == "neutral (fixed text)":
+                        nxt_method = f"neutral (fixed text; safety: {why})"
                     chains[i][pos[i] + 1] = (nxt_text, nxt_method)
                     pos[i] += 1
                     still.append(i)

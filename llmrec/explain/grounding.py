@@ -13,6 +13,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _QUOTED = re.compile(r"[\"“”„«»]([^\"“”„«»\n]{1,150})[\"“”„«»]")
 _YEAR = re.compile(r"(?<!\w)((?:1[5-9]|20)\d\d)(s|'s)?(?!\w)")
 MAX_TITLE_TOKENS = 24
+_STARTS = set(".!?:;|\"“”„«»()–—-")  # a capital after these starts a sentence or a title
 
 
 def tokens(text: str) -> list[str]:
@@ -61,6 +62,11 @@ def _norm(text: str) -> str:
     return " ".join(tokens(text.lower().strip(" .,;:!?'")))
 
 
+def _bare(title: str) -> str:
+    """Normalised, without a leading article ("The Naked Gun" == "Naked Gun")."""
+    return re.sub(r"^(the|a|an) ", "", _norm(title))
+
+
 @dataclass
 class Grounding:
     """The verdict of :meth:`GroundingChecker.check`."""
@@ -95,11 +101,13 @@ class GroundingChecker:
                 out.update(_norm(x) for x in (v if isinstance(v, list) else [v]))
         return out
 
-    def check(self, text: str, allowed: Iterable[int], required: Iterable[int] = (),
-              *, values_of: Iterable[int] | None = None) -> Grounding:
+    def check(self, text: str, allowed: Iterable[int], required: Iterable[int] = (), *,
+              values: Iterable[str] | None = None, names: bool = False) -> Grounding:
         """Is ``text`` grounded? It may name only ``allowed`` items (catalog indices), must
-        name one of ``required`` if any, may quote only their titles, and may mention only
-        attribute values and years of ``values_of`` (default: ``allowed``)."""
+        name one of ``required`` if any, may quote only their titles, may mention only the
+        attribute values and years in ``values`` (default: those of the ``allowed`` items),
+        and with ``names`` no other capitalised word inside a sentence (a person, a place, an
+        invented title)."""
         allowed, required = set(allowed), set(required)
         if not text or not text.strip():
             return Grounding(False, "empty text")
@@ -109,22 +117,32 @@ class GroundingChecker:
         for phrase, owners, _, _ in found:
             if not owners & allowed:
                 return Grounding(False, f"names {phrase!r}, which is not in the evidence", ids)
-        rest = text  # titles blanked: their words are not attribute values or years
-        for _, _, start, end in reversed(found):
-            rest = rest[:start] + " | " + rest[end:]
-        names = {_norm(t) for i in allowed for t in (self.facts.title(i), self.facts.raw_title(i))}
+        rest = _blank(text, found)  # titles blanked: their words are no values, years, names
+        titles = {_bare(t) for i in allowed for t in (self.facts.title(i), self.facts.raw_title(i))}
         for quoted in _QUOTED.findall(text):
-            if _norm(quoted) not in names:
+            if _bare(quoted) not in titles:
                 return Grounding(False, f"quotes {quoted.strip()!r}, not an evidence title", ids)
-        ok_values = self.allowed_values(allowed if values_of is None else values_of)
-        for phrase, _, _, _ in self.values.find(rest):
-            if _norm(phrase) not in ok_values:
+        ok = self.allowed_values(allowed) if values is None else {_norm(v) for v in values}
+        hits = self.values.find(rest)
+        for phrase, _, _, _ in hits:
+            if _norm(phrase) not in ok:
                 return Grounding(False, f"mentions {phrase!r}, not an attribute of the evidence",
                                  ids)
+        rest = _blank(rest, hits)
         for m in _YEAR.finditer(rest):
-            year = f"{m[1][:3]}0s" if m[2] else m[1]
-            if year not in ok_values:
+            if (f"{m[1][:3]}0s" if m[2] else m[1]) not in ok:
                 return Grounding(False, f"mentions {m[0]!r}, a year not in the evidence", ids)
+        if names:
+            toks = tokens(rest)
+            for i, t in enumerate(toks):
+                if t[:1].isupper() and len(t) > 1 and i > 0 and toks[i - 1] not in _STARTS:
+                    return Grounding(False, f"names {t!r}, which is not in the evidence", ids)
         if required and not required & set(mentioned):
             return Grounding(False, "names none of the cited history items", ids)
         return Grounding(True, "", ids)
+
+
+def _blank(text: str, found: list[tuple[str, set[int], int, int]]) -> str:
+    for _, _, start, end in reversed(found):
+        text = text[:start] + " | " + text[end:]
+    return text

@@ -109,7 +109,8 @@ class LLMGenerator:
             enc = self.tokenizer(batch, return_tensors="pt", padding=True,
                                  add_special_tokens=not chat).to(self.device)
             gen = self.model.generate(
-                **enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                max_new_tokens=self.max_new_tokens, do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id)
             new = gen[:, enc["input_ids"].shape[1]:]
