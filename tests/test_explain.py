@@ -28,6 +28,7 @@ ROWS = [  # id, title, genres, year, director
     ("u1", "Usual Suspects, The", ["Crime", "Thriller"], "1995", "Bryan Singer"),
     ("t1", "Terminator, The", ["Sci-Fi", "Action"], "1984", "James Cameron"),
     ("x1", "Mystery Box", [], None, None),
+    ("l1", "Liar Liar", ["Comedy"], "1997", "Tom Shadyac"),
 ]
 
 
@@ -128,6 +129,7 @@ def test_grounding_checker_rejects_invented_or_unshared_mentions():
     for text, reason in [
         ('Because you watched "Star Voyage".', "quotes 'Star Voyage'"),
         ("Because you watched Aliens and Heat.", "names 'Heat'"),
+        ("Aliens, like the usual suspects.", "names 'the usual suspects'"),
         ("Because you watched Aliens, a crime film.", "mentions 'crime'"),
         ("Because you watched Aliens in 1995.", "mentions '1995'"),
         ("Because you love sci-fi.", "names none of the cited"),
@@ -135,6 +137,7 @@ def test_grounding_checker_rejects_invented_or_unshared_mentions():
     ]:
         g = check(text, [a1, a2, p1], [a2])
         assert not g.ok and reason in g.reason, (text, g.reason)
+    assert check("Aliens: the heat is on.", [a2], [a2], names=True).ok  # a word, no title
     g = check("Because you watched Aliens by Chris Nolan.", [a2], [a2], names=True)
     assert not g.ok and "'Chris'" in g.reason
 
@@ -184,6 +187,14 @@ def test_toxic_template_is_replaced_by_a_neutral_sentence(safety):
     e = ex.explain(["a2"], rec("p1", ("a2", 1.0)))
     assert e.text == "Recommended for you." and e.safe is True
     assert e.method.startswith("neutral (fixed text; safety: ")
+
+
+def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer):
+    # the offline classifier reads "Because you watched Liar Liar" as an insult
+    e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    assert e.text == "Because you watched Heat." and e.safe
+    assert [c.item_id for c in e.evidence] == ["h1"]
+    assert e.method.startswith("template (fewer items; safety: classifier:offline:")
 
 
 def test_tiny_random_llm_fails_grounding_and_falls_back(tmp_path_factory, safety):

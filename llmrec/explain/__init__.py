@@ -8,8 +8,10 @@
 
 from llmrec.explain.attributes import ItemFacts, clean_title
 from llmrec.explain.config import EVIDENCE, METHODS, ExplainConfig, builtin_languages
+from llmrec.explain.evidence import pairwise_scorer, recommender_scorer
 from llmrec.explain.explainer import Explainer
 from llmrec.explain.grounding import Grounding, GroundingChecker
+from llmrec.explain.llm import LLMGenerator, smollm2_gguf
 from llmrec.explain.templates import ExplanationTemplate, andjoin
 from llmrec.explain.types import CitedItem, Explanation, SharedAttribute
 
@@ -24,8 +26,12 @@ __all__ = [
     "Grounding",
     "GroundingChecker",
     "ItemFacts",
+    "LLMGenerator",
     "SharedAttribute",
     "andjoin",
     "builtin_languages",
     "clean_title",
+    "pairwise_scorer",
+    "recommender_scorer",
+    "smollm2_gguf",
 ]

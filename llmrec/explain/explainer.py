@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from llmrec.safety import SafetyFilter
 
 Generator = Callable[[Sequence[str]], list[str]]
+_Candidate = tuple[str, str, "_Plan"]  # text, method, the plan it cites
 CAPITALISED_NOUNS = ("de", "lb")  # languages where a capital inside a sentence is no name
 
 
@@ -127,60 +128,67 @@ class Explainer:
         return [[CitedItem(i, self.facts.title(self.catalog.index(i)), w, d)
                  for i, w, d in r[:n]] for r in ranked]
 
-    def _plan(self, history: list[str], rec: Any, cited: list[CitedItem]) -> _Plan:
-        item = self.catalog.index(rec.item_id)
+    def _plan(self, item: int, cited: list[CitedItem], source: str) -> _Plan:
         cited_idx = [self.catalog.index(c.item_id) for c in cited]
         attributes = self.facts.shared(item, cited_idx)
-        kind = "history" if cited else ("general" if history else "popular")
-        values = [v for a in attributes for v in a.values if not self._scalar(item, a.field)]
+        kind = "history" if cited else ("popular" if source == "popularity" else "general")
+        own = self.facts.attributes(item)
+        is_list = [isinstance(own.get(a.field), list) for a in attributes]
+        values = [v for a, lst in zip(attributes, is_list, strict=True) if lst for v in a.values]
         context = {
             "kind": kind, "item": self.facts.title(item), "titles": [c.title for c in cited],
             "attributes": [SimpleNamespace(field=a.field, values=a.values,
-                                           similarity=a.similarity,
-                                           list=not self._scalar(item, a.field))
-                           for a in attributes],
+                                           similarity=a.similarity, list=lst)
+                           for a, lst in zip(attributes, is_list, strict=True)],
             "values": values[:self.config.max_values],
             "evidence": [SimpleNamespace(item_id=c.item_id, title=c.title, weight=c.weight)
                          for c in cited],
-            "fields": self.facts.attributes(item), "language": self.config.language,
+            "fields": own, "language": self.config.language,
         }
-        source = self.evidence if history else "popularity"
         return _Plan(item, cited, cited_idx, attributes, kind, source, context)
 
-    def _scalar(self, item: int, field: str) -> bool:
-        return not isinstance(self.facts.attributes(item).get(field), list)
-
     # -- texts ------------------------------------------------------------------------------
-    def _candidates(self, plans: list[_Plan]) -> list[list[tuple[str, str]]]:
-        """Per plan, (text, method) in order of preference, grounding-checked."""
+    def _template(self, plan: _Plan, method: str) -> list[_Candidate]:
+        """The template text of ``plan`` if it is grounded, else nothing."""
+        text = self.template.render(plan.context)
+        ok = self.checker.check(text, [*plan.cited_idx, plan.item]).ok
+        return [(text, method, plan)] if ok else []
+
+    def _candidates(self, plans: list[_Plan]) -> list[list[_Candidate]]:
+        """Per plan, (text, method, plan) in order of preference, each grounded."""
         neutral = self._neutral() if plans else ""
-        chains = []
         names = self.config.language.split("_")[0].split("-")[0] not in CAPITALISED_NOUNS
         llm = self._llm_texts(plans) if self.config.method == "llm" else [None] * len(plans)
+        chains = []
         for plan, llm_text in zip(plans, llm, strict=True):
-            allowed = [*plan.cited_idx, plan.item]
-            chain: list[tuple[str, str]] = []
-            template_text = self.template.render(plan.context)
+            chain: list[_Candidate] = []
             fallback = "template"
             if llm_text is not None:
-                g = None if llm_text[1] else self.checker.check(
-                    llm_text[0], allowed, plan.cited_idx, names=names,
+                text, error = llm_text
+                g = None if error else self.checker.check(
+                    text, [*plan.cited_idx, plan.item], plan.cited_idx, names=names,
                     values=[v for a in plan.attributes for v in a.values])
                 if g is not None and g.ok:
-                    chain.append((llm_text[0], "llm"))
-                    fallback = "template (llm fallback: unsafe)"
+                    chain.append((text, "llm", plan))
+                    fallback = "template (llm fallback: unsafe)"  # used if the LLM text is
                 else:
-                    why = llm_text[1] or (g.reason if g else "")
-                    fallback = f"template (llm fallback: {why})"
-            g = self.checker.check(template_text, allowed)
-            if g.ok:
-                chain.append((template_text, fallback))
+                    fallback = f"template (llm fallback: {error or (g.reason if g else '')})"
+            chain += self._template(plan, fallback)
             if neutral:
-                why = "safety" if g.ok else f"grounding: {g.reason}"
-                chain.append((neutral, f"neutral ({why})"))
-            chain.append((NEUTRAL, "neutral (fixed text)"))
+                why = "safety" if len(chain) > 0 else "grounding"
+                chain.append((neutral, f"neutral ({why})", plan))
+            chain.append((NEUTRAL, "neutral (fixed text)", plan))
             chains.append(chain)
         return chains
+
+    def _fewer(self, plan: _Plan, why: str) -> list[_Candidate]:
+        """Template texts citing one item each (a title can make the whole sentence unsafe,
+        e.g. "Because you watched Liar Liar" reads as an insult to a classifier)."""
+        if len(plan.cited) < 2:
+            return []
+        method = f"template (fewer items; safety: {why})"
+        return [c for cited in plan.cited for c in
+                self._template(self._plan(plan.item, [cited], plan.source), method)]
 
     def _neutral(self) -> str:
         """The template's neutral sentence (names nothing), or "" when it has none."""
@@ -207,34 +215,37 @@ class Explainer:
             return [("", f"llm error: {type(err).__name__}: {err}"[:200])] * len(plans)
         return [(" ".join(str(t).split()), "") for t in texts]
 
-    def _choose(self, chains: list[list[tuple[str, str]]]) -> list[tuple[str, str, bool | None]]:
+    def _choose(self, chains: list[list[_Candidate]]) -> list[tuple[_Candidate, bool | None]]:
         """The first safe candidate of each chain (safety checked in batches, per round)."""
-        pos = [0] * len(chains)
-        done: dict[int, tuple[str, str, bool | None]] = {}
         if self._safety is None:
-            return [(c[0][0], c[0][1], None) for c in chains]
+            return [(c[0], None) for c in chains]
+        pos = [0] * len(chains)
+        done: dict[int, tuple[_Candidate, bool | None]] = {}
         pending = list(range(len(chains)))
         while pending:
             verdicts = self._safety.check([chains[i][pos[i]][0] for i in pending])
             still = []
             for i, v in zip(pending, verdicts, strict=True):
-                text, method = chains[i][pos[i]]
+                chain, (_, method, plan) = chains[i], chains[i][pos[i]]
                 if not v.blocked:
-                    done[i] = (text, method, True)
-                elif pos[i] + 1 < len(chains[i]):
-                    nxt_text, nxt_method = chains[i][pos[i] + 1]
-                    why = blocked_because(v)
-                    if nxt_method.startswith("template (llm fallback: unsafe"):
-                        nxt_method = f"template (llm fallback: unsafe: {why})"
-                    elif nxt_method == "neutral (safety)":
-                        nxt_method = f"neutral (safety: {why})"
-                    elif nxt_method == "neutral (fixed text)":
-                        nxt_method = f"neutral (fixed text; safety: {why})"
-                    chains[i][pos[i] + 1] = (nxt_text, nxt_method)
-                    pos[i] += 1
-                    still.append(i)
-                else:
-                    done[i] = (text, method, False)
+                    done[i] = (chain[pos[i]], True)
+                    continue
+                if pos[i] + 1 == len(chain):
+                    done[i] = (chain[pos[i]], False)
+                    continue
+                why = blocked_because(v)
+                if method.startswith("template") and "fewer items" not in method:
+                    chain[pos[i] + 1:pos[i] + 1] = self._fewer(plan, why)
+                text, nxt, nplan = chain[pos[i] + 1]
+                if nxt.startswith("template (llm fallback: unsafe"):
+                    nxt = f"template (llm fallback: unsafe: {why})"
+                elif nxt == "neutral (safety)":
+                    nxt = f"neutral (safety: {why})"
+                elif nxt == "neutral (fixed text)":
+                    nxt = f"neutral (fixed text; safety: {why})"
+                chain[pos[i] + 1] = (text, nxt, nplan)
+                pos[i] += 1
+                still.append(i)
             pending = still
         return [done[i] for i in range(len(chains))]
 
@@ -254,12 +265,14 @@ class Explainer:
             history = [str(h) for h in history_ids if str(h) in self.catalog]
             recs = list(recs)
             cited = self._cited(history, recs) if recs else []
-            plans.append([self._plan(history, r, c) for r, c in zip(recs, cited, strict=True)])
-        flat = [p for user in plans for p in user]
-        chosen = iter(self._choose(self._candidates(flat)))
+            source = self.evidence if history else "popularity"
+            plans.append([self._plan(self.catalog.index(r.item_id), c, source)
+                          for r, c in zip(recs, cited, strict=True)])
+        chosen = iter(self._choose(self._candidates([p for user in plans for p in user])))
+        lang = self.config.language
         return [[Explanation(text, self.catalog.ids[p.item], p.cited, p.attributes, method,
-                             safe, p.source, self.config.language)
-                 for p, (text, method, safe) in zip(user, chosen, strict=False)]
+                             safe, p.source, lang)
+                 for _, ((text, method, p), safe) in zip(user, chosen, strict=False)]
                 for user in plans]
 
     def explain_batch(self, history_ids: Sequence[str], recommendations: Sequence[Any]

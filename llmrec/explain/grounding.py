@@ -22,20 +22,32 @@ def tokens(text: str) -> list[str]:
 
 
 class PhraseIndex:
-    """Finds known phrases in a text: leftmost-longest, non-overlapping, on token boundaries."""
+    """Finds known phrases in a text: leftmost-longest, non-overlapping, on token boundaries.
+
+    ``lower``: match ignoring case. Otherwise one-word phrases match only in their own case
+    ("Heat", not "heat") and longer ones in any case ("The Good, the Bad and the Ugly").
+    """
 
     def __init__(self, phrases: Mapping[str, Iterable[int]], *, lower: bool = False,
                  min_chars: int = 3) -> None:
         self.lower = lower
         self._map: dict[tuple[str, ...], set[int]] = {}
+        self._folded: dict[tuple[str, ...], set[int]] = {}  # multi-word phrases, lower case
         for phrase, owners in phrases.items():
             key = tuple(tokens(phrase.lower() if lower else phrase))
-            if not key or len(key) > MAX_TITLE_TOKENS or (len(key) == 1
-                                                          and len(key[0]) < min_chars):
+            words = sum(1 for t in key if t[0].isalnum() or t[0] == "_")
+            if not key or len(key) > MAX_TITLE_TOKENS or (words <= 1 and len(phrase) < min_chars):
                 continue
             self._map.setdefault(key, set()).update(owners)
-        self._first = {k[0] for k in self._map}
+            if not lower and words > 1:
+                self._folded.setdefault(tuple(t.lower() for t in key), set()).update(owners)
+        self._first = {k[0] for k in self._map} | {k[0] for k in self._folded}
         self._longest = max((len(k) for k in self._map), default=0)
+
+    def _owners(self, key: tuple[str, ...]) -> set[int] | None:
+        if key in self._map:
+            return self._map[key]
+        return self._folded.get(tuple(t.lower() for t in key)) if self._folded else None
 
     def find(self, text: str) -> list[tuple[str, set[int], int, int]]:
         """(phrase as found, its owners, start, end character) of each match, in order."""
@@ -43,12 +55,12 @@ class PhraseIndex:
         toks = [t.lower() if self.lower else t for t, _, _ in spans]
         out, i = [], 0
         while i < len(toks):
-            if toks[i] in self._first:
+            if toks[i] in self._first or toks[i].lower() in self._first:
                 for n in range(min(self._longest, len(toks) - i), 0, -1):
-                    key = tuple(toks[i:i + n])
-                    if key in self._map:
+                    owners = self._owners(tuple(toks[i:i + n]))
+                    if owners is not None:
                         start, end = spans[i][1], spans[i + n - 1][2]
-                        out.append((text[start:end], self._map[key], start, end))
+                        out.append((text[start:end], owners, start, end))
                         i += n
                         break
                 else:
