@@ -253,3 +253,20 @@ def test_model_card_is_written_and_updated_not_overwritten(trained, tmp_path):
     updated = (path / "README.md").read_text()
     assert "## My notes\n\nTuned by hand." in updated  # hand-written notes survive
     assert updated.count("llmrec:auto:begin") == 1 and "| ndcg@10 |" in updated
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_recommend_with_explanations(trained, language):
+    from llmrec.explain import ExplainConfig, Explanation
+
+    rec, _, _ = trained
+    history = ["m0", "m1", "m2"]
+    out = rec.recommend(history, k=3, explain=ExplainConfig(language=language))
+    for r in out:
+        assert isinstance(r.explanation, Explanation) and r.explanation.safe
+        assert r.explanation.text and r.explanation.method.split(" ")[0] in (
+            "template", "neutral")
+        assert {e.item_id for e in r.explanation.evidence} <= set(history)
+    assert rec.recommend(history, k=2).items[0].explanation is None  # opt-in
+    cold = rec.recommend([], k=2, explain=True)
+    assert all(r.explanation is not None for r in cold)

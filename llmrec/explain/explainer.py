@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -25,6 +26,8 @@ from llmrec.explain.types import CitedItem, Explanation, SharedAttribute
 
 if TYPE_CHECKING:
     from llmrec.safety import SafetyFilter
+
+logger = logging.getLogger("llmrec")
 
 Generator = Callable[[Sequence[str]], list[str]]
 _Candidate = tuple[str, str, "_Plan"]  # text, method, the plan it cites
@@ -212,6 +215,7 @@ class Explainer:
             if len(texts) != len(prompts):
                 raise ValueError(f"{len(texts)} texts for {len(prompts)} prompts")
         except Exception as err:  # any LLM failure: the template is used
+            logger.warning("llm explanations failed, using the template: %s", err)
             return [("", f"llm error: {type(err).__name__}: {err}"[:200])] * len(plans)
         return [(" ".join(str(t).split()), "") for t in texts]
 

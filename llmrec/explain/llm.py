@@ -47,6 +47,7 @@ def smollm2_gguf(cache: str | Path | None = None) -> tuple[Path, str]:
             while block := src.read(1 << 20):
                 out.write(block)
         verify(tmp, SMOLLM2_GGUF_SHA256)
+        tmp.chmod(0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

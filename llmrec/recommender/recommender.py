@@ -22,6 +22,7 @@ from llmrec.data.split import Split
 from llmrec.data.template import ItemTemplate
 from llmrec.evaluation import EvalConfig, EvalReport, evaluate
 from llmrec.evaluation.report import protocol_line
+from llmrec.explain import ExplainConfig, Explainer
 from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
@@ -92,6 +93,7 @@ class Recommender:
         self.blocked: np.ndarray | None = None  # (N,) bool: the safety layer's verdicts
         self.block_reasons: dict[int, str] = {}
         self.card = CardData()  # what the model card says: data, evaluations
+        self._explainer: Explainer | None = None
 
     # -- encoder -----------------------------------------------------------------------
     @property
@@ -211,15 +213,28 @@ class Recommender:
         return idx
 
     def recommend(self, history: Sequence[str], k: int = 10, *, exclude_history: bool = True,
-                  on_unknown: str = "error") -> RecommendationList:
-        """Top-``k`` items for one user's history (external item ids, oldest first)."""
+                  on_unknown: str = "error",
+                  explain: bool | ExplainConfig = False) -> RecommendationList:
+        """Top-``k`` items for one user's history (external item ids, oldest first).
+
+        ``explain=True`` (or an :class:`ExplainConfig`) fills each
+        ``Recommendation.explanation`` with a grounded, safety-checked explanation.
+        """
         return self.recommend_batch([history], k, exclude_history=exclude_history,
-                                    on_unknown=on_unknown)[0]
+                                    on_unknown=on_unknown, explain=explain)[0]
+
+    def explainer(self, config: ExplainConfig | None = None) -> Explainer:
+        """The explainer for this model and catalog (rebuilt when either changes)."""
+        cfg = config or ExplainConfig()
+        e = self._explainer
+        if e is None or e.catalog is not self.catalog or e.config != cfg:
+            e = self._explainer = Explainer.for_recommender(self, cfg)
+        return e
 
     @torch.no_grad()
     def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, *,
-                        exclude_history: bool = True,
-                        on_unknown: str = "error") -> list[RecommendationList]:
+                        exclude_history: bool = True, on_unknown: str = "error",
+                        explain: bool | ExplainConfig = False) -> list[RecommendationList]:
         """:meth:`recommend` for many users at once (one forward pass per batch).
 
         - An empty history (a cold-start user) gets the most popular training items.
@@ -279,6 +294,9 @@ class Recommender:
                                  f"history excluded: {exclude_history})")
             res.removed = self._removed(model, seq[row:row + 1], k)
             results.append(res)
+        if explain:
+            cfg = explain if isinstance(explain, ExplainConfig) else None
+            self.explainer(cfg).explain_lists(histories, results)
         return results
 
     @torch.no_grad()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmrec.explain import Explanation
 
 
 @dataclass
@@ -27,8 +31,8 @@ class Recommendation:
         default_factory=list,
         metadata={"help": "History items with the most head attention, strongest first."},
     )
-    explanation: object | None = field(
-        default=None, metadata={"help": "Explanation object when explain=True."}
+    explanation: Explanation | None = field(
+        default=None, metadata={"help": "Grounded, safety-checked explanation (explain=True)."}
     )
 
 
