@@ -13,12 +13,7 @@ from tests import test_encoder as te
 
 TEXTS = te.TEXTS
 # the tiny-model fixtures of test_encoder, shared
-make, minilm_tokenizer, tiny_models, one_thread = (
-    te.make,
-    te.minilm_tokenizer,
-    te.tiny_models,
-    te.one_thread,
-)
+make, minilm_tokenizer, tiny_models = te.make, te.minilm_tokenizer, te.tiny_models
 
 FP = "fp0"
 

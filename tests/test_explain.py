@@ -240,7 +240,7 @@ def test_explainer_errors():
         Explainer(cat, ExplainConfig(attribute_fields=["studio"]))
     with pytest.raises(ValueError, match=r"explanation template <string>:1: syntax error"):
         Explainer(cat, ExplainConfig(template="{% if %}"))
-    with pytest.raises(ValueError, match=r"unknown field\(s\) \['colour'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['colour'\]"):
         ExplainConfig.from_dict({"colour": "red"})
     with pytest.raises(TypeError, match="not one string"):
         Explainer(cat).explain("a1", rec("p1"))

@@ -30,14 +30,6 @@ LABELS = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identit
 TEXTS = ["Kill Bill: Vol. 1", "you are an idiot", "a much longer product description " * 4]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def detox_files(tmp_path_factory) -> tuple[Path, Path]:
     """(checkpoint, config folder): a 1-layer BERT + the MiniLM (BERT uncased) tokenizer."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+
+from llmrec.configs import strict_from_dict
 
 ON_INVALID = ("error", "drop")
 TIMESTAMP_UNITS = ("s", "ms", "us", "ns")
@@ -89,13 +91,7 @@ class LoadConfig:
             )
 
 
-def _build(cls: type, values: dict) -> object:
-    """Instantiate a config dataclass, naming unknown keys instead of a bare TypeError."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    return cls(**values)
+_build = strict_from_dict
 
 
 def build_config(cls: type, config: object | None, overrides: dict) -> object:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from llmrec.configs import strict_from_dict
 
 METHODS = ("template", "llm")
 EVIDENCE = ("auto", "occlusion", "attention")
@@ -108,8 +110,4 @@ class ExplainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExplainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"ExplainConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return strict_from_dict(cls, values)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from llmrec.configs import strict_from_dict
 
 MODES = ("inductive", "transductive")
 PROJECTIONS = ("linear", "mlp")
@@ -64,8 +66,4 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return strict_from_dict(cls, data)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from llmrec.configs import strict_from_dict
 
 LOSSES = ("full", "sampled")
 SCHEDULES = ("constant", "cosine")
@@ -98,8 +100,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return strict_from_dict(cls, data)
