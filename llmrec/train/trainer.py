@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -116,8 +116,10 @@ class Trainer:
     def train(self) -> FitResult:
         cfg = self.config
         set_seed(cfg.seed)
+        # the head (when off) and the adapter (before its phase) take no part in some steps
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
         acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision,
-                          gradient_accumulation_steps=cfg.grad_accum)
+                          gradient_accumulation_steps=cfg.grad_accum, kwargs_handlers=[ddp])
         inputs, targets = training_windows(self.split.train, self.model.config.max_len)
         data = EpochShuffled(inputs, targets, cfg.seed)
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False)
