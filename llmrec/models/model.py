@@ -21,6 +21,7 @@ class RankOutput:
     items: torch.Tensor  # (B, C) candidate item indices, best first
     scores: torch.Tensor  # (B, C) final scores (retrieval + head), descending
     attention: torch.Tensor | None  # (B, C, L) head attention over history positions
+    unmasked: torch.Tensor | None = None  # (B, C) retrieval's top items before ``exclude``
 
 
 class ItemTower(nn.Module):
@@ -137,12 +138,14 @@ class SeqRecModel(nn.Module):
         vectors = self.items()  # (N, D)
         states = self.encode_history(seq, vectors)  # (B, L, D)
         retrieval = states[:, -1] @ vectors.T  # (B, N)
-        if exclude is not None:
-            retrieval = retrieval.masked_fill(exclude, float("-inf"))
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
+        unmasked = None
+        if exclude is not None:
+            unmasked = retrieval.topk(n, dim=1).indices  # what the mask keeps out, reported
+            retrieval = retrieval.masked_fill(exclude, float("-inf"))
         top = retrieval.topk(n, dim=1)
         if self.config.head_top_n == 0:
-            return RankOutput(top.indices, top.values, None)
+            return RankOutput(top.indices, top.values, None, unmasked)
         final, attention = self.rerank(states, seq >= 0, states[:, -1], top.indices, vectors)
         final = final.masked_fill(torch.isinf(top.values), float("-inf"))
         order = final.argsort(dim=1, descending=True)
@@ -150,6 +153,7 @@ class SeqRecModel(nn.Module):
             top.indices.gather(1, order),
             final.gather(1, order),
             attention.gather(1, order[..., None].expand_as(attention)),
+            unmasked,
         )
 
     @torch.no_grad()

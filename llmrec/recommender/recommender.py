@@ -292,7 +292,9 @@ class Recommender:
                 res.notes.append(f"only {len(res.items)} recommendable items for k={k} "
                                  f"(catalog {n}, blocked {int(self.blocked.sum())}, "
                                  f"history excluded: {exclude_history})")
-            res.removed = self._removed(model, seq[row:row + 1], k)
+            if out.unmasked is not None and len(h):
+                res.removed = [RemovedItem(catalog.ids[i], self.block_reasons.get(i, "blocked"))
+                               for i in out.unmasked[row, :k].tolist() if self.blocked[i]]
             results.append(res)
         if explain:
             cfg = explain if isinstance(explain, ExplainConfig) else None
@@ -315,17 +317,6 @@ class Recommender:
         states = model.encode_history(seq, vectors)
         final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)
         return final[:, 0].numpy()
-
-    def _removed(self, model: SeqRecModel, seq: torch.Tensor, k: int) -> list[RemovedItem]:
-        """Blocked items that would have made the top ``k`` without the safety mask."""
-        assert self.blocked is not None and self.catalog is not None
-        if not self.blocked.any() or not (seq >= 0).any():
-            return []
-        vectors = model.items()
-        states = model.encode_history(seq, vectors)
-        top = (states[:, -1] @ vectors.T)[0].topk(min(k, model.n_items)).indices.tolist()
-        return [RemovedItem(self.catalog.ids[i], self.block_reasons.get(i, "blocked"))
-                for i in top if self.blocked[i]]
 
     # -- catalog changes ---------------------------------------------------------------
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
