@@ -13,6 +13,7 @@ import argparse
 import time
 
 import numpy as np
+import torch
 
 from llmrec import Recommender
 
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="runs/ml100k/model")
     parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (one user per call runs best on one)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     rec = Recommender.from_pretrained(args.model)
     assert rec.catalog is not None and rec.safety is not None
     rng = np.random.default_rng(0)
