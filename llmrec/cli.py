@@ -91,16 +91,16 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     rec = Recommender.from_pretrained(args.model)
     result = rec.recommend(args.history, k=args.k, exclude_history=not args.include_history,
-                           on_unknown=args.on_unknown)
+                           on_unknown=args.on_unknown, explain=args.explain)
     if args.json:
         print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
         return 0
     for note in result.notes:
         print(f"note: {note}")
     for r in result:
-        why = ", ".join(e.text for e in r.evidence[:2])
-        print(f"{r.rank:>3}. {r.text}  [{r.item_id}, score {r.score:.3f}]"
-              + (f"  <- {why}" if why else ""))
+        print(f"{r.rank:>3}. {r.text}  [{r.item_id}, score {r.score:.3f}]")
+        if r.explanation is not None:
+            print(f"     {r.explanation.text}")
     return 0
 
 
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Allow items the user already has.")
     p.add_argument("--on-unknown", choices=("error", "ignore"), default="error",
                    help="Unknown ids in the history: stop, or skip them with a note.")
+    p.add_argument("--explain", action="store_true",
+                   help="Add a grounded, safety-checked explanation to each item.")
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(func=_cmd_recommend)
 

@@ -47,6 +47,11 @@ def test_train_evaluate_recommend(folder, tiny_encoder_dir, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert len(result["items"]) == 2 and result["items"][0]["rank"] == 1
 
+    assert main(["recommend", "--model", str(model), "--history", "i1", "i2", "-k", "2",
+                 "--explain"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("  1. ") and lines[1].startswith("     ")  # item, explanation
+
 
 def test_errors_are_reported_not_raised(folder, tmp_path, capsys):
     assert main(["recommend", "--model", str(tmp_path / "missing"), "--history", "i1"]) == 2
