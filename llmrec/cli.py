@@ -28,14 +28,18 @@ def _add_dataset_args(p: argparse.ArgumentParser, *, required: bool = True) -> N
     p.add_argument("--split", choices=SPLITS, default="leave_one_out", help="How to split.")
 
 
+def _dataset(args: argparse.Namespace):
+    return load_dataset(args.dataset, interactions=args.interactions, items=args.items,
+                        cache_dir=args.cache_dir, on_invalid=args.on_invalid)
+
+
 def _load(args: argparse.Namespace):
-    ds = load_dataset(args.dataset, interactions=args.interactions, items=args.items,
-                      cache_dir=args.cache_dir, on_invalid=args.on_invalid)
+    ds = _dataset(args)
     return ds, ds.split(SplitConfig(strategy=args.split))
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    ds, _ = _load(args)
+    ds = _dataset(args)
     print(repr(ds))
     print(ds.stats().to_markdown())
     print("\nLoad report:\n" + ds.report.summary())
@@ -116,8 +120,7 @@ def _cmd_safety_scan(args: argparse.Namespace) -> int:
 
         catalog = Recommender.from_pretrained(args.model).catalog
     else:
-        catalog = load_dataset(args.dataset, interactions=args.interactions, items=args.items,
-                               cache_dir=args.cache_dir, on_invalid=args.on_invalid).catalog
+        catalog = _dataset(args).catalog
     verdicts = SafetyFilter(policy=policy).check(
         catalog.texts(), items=catalog.table.to_dict("records"), item_ids=list(catalog.ids))
     flagged = [(catalog.ids[i], catalog.text(i), v) for i, v in enumerate(verdicts) if v.blocked]

@@ -179,6 +179,7 @@ class TrainOutput:
     loss: torch.Tensor  # scalar: retrieval + head_weight * head
     retrieval_loss: torch.Tensor
     head_loss: torch.Tensor
+    user: torch.Tensor | None = None  # (B, D) last-position states (with grad), for extra losses
 
 
 def sampled_candidates(
@@ -270,7 +271,7 @@ def training_loss(
     head = retrieval.new_zeros(())
     if model.config.head_top_n and head_weight > 0:
         head = _head_loss(model, seq, states, targets, vectors, head_positions)
-    return TrainOutput(retrieval + head_weight * head, retrieval, head)
+    return TrainOutput(retrieval + head_weight * head, retrieval, head, states[:, -1])
 
 
 def pad_left(

@@ -40,7 +40,7 @@ class JointModule(nn.Module):
         cand, inverse = torch.unique(torch.cat([real, rand]), return_inverse=True)  # (C,)
         text = self.encoder([self.texts[i] for i in cand.tolist()])  # (C, text_dim)
         vectors = self.model.items(cand, text)  # (C, D) through the live encoder
-        user = self.model.encode_history(seq[keep])[:, -1]  # (b, D)
+        user = out.user[keep]  # (b, D): the states the model forward already computed
         p = popularity / popularity.sum() if popularity is not None else None
         expected = (len(real) * p[cand] if p is not None else 0) + n_random / n_items
         logits = user @ vectors.T - torch.log(torch.as_tensor(expected) + 1e-12)  # (b, C)
