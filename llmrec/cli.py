@@ -52,8 +52,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from llmrec.recommender import Recommender
 
     ds, split = _load(args)
-    lora = LoraSettings(r=args.lora_r, alpha=2 * args.lora_r) if args.lora_r else None
-    encoder = EncoderConfig(model_name_or_path=args.encoder, lora=lora)
+    lora = (LoraSettings(r=args.lora_r, alpha=2 * args.lora_r)
+            if args.lora_r and not args.encoder_adapter_path else None)
+    encoder = EncoderConfig(model_name_or_path=args.encoder, lora=lora,
+                            adapter_path=args.encoder_adapter_path)
     model = dataclass_from_args(ModelConfig, args, prefix="model_")
     train = dataclass_from_args(TrainConfig, args)
     rec = Recommender(encoder, model, cache_dir=args.cache_dir)
@@ -162,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-r", type=int, default=0,
                    help="LoRA rank of the item encoder's adapter (0: no adapter); train it "
                    "with --encoder-epochs.")
+    p.add_argument("--encoder-adapter-path", default=None, metavar="DIR",
+                   help="Start the encoder's LoRA adapter from this folder (e.g. the adapter/ "
+                   "of finetune/domain_adapt.py); its rank wins over --lora-r.")
     add_dataclass_args(p, TrainConfig)
     add_dataclass_args(p, ModelConfig, prefix="model_", skip=("n_items", "text_dim"))
     p.set_defaults(func=_cmd_train)

@@ -32,7 +32,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, prefix: st
             continue
         flag = "--" + (prefix + f.name).replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f.metadata.get("help", "") + f" (default: {default})"
+        help_text = (f.metadata.get("help", "") + f" (default: {default})").replace("%", "%%")
         dest = prefix + f.name
         if kind is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,

@@ -136,7 +136,7 @@ def test_early_stopping_restores_best(tmp_path):
     split = cyclic_split()
     model = tiny_model()
     cfg = TrainConfig(epochs=30, batch_size=13, lr=3e-3, patience=0, progress=False,
-                      output_dir=str(tmp_path))
+                      output_dir=str(tmp_path), select="best")
     result = Trainer(model, split, cfg).train()
     vals = [h.valid["ndcg@10"] for h in result.history]
     assert result.best_metric == max(vals)
@@ -149,9 +149,61 @@ def test_early_stopping_restores_best(tmp_path):
     assert again["ndcg@10"] == pytest.approx(result.best_metric)
 
 
+# validation per-case scores, epoch by epoch: flat (noise), then a real drop
+_SCRIPT = [0.50, 0.51, 0.50, 0.49, 0.20, 0.20, 0.20]
+
+
+@pytest.mark.parametrize(("select", "kept", "stopped_after"), [
+    ("best", 1, 5),  # highest score (epoch 1); epochs 2.. count as no improvement
+    ("tolerant", 3, 6),  # latest not significantly below the best; drops from epoch 4 on
+])
+def test_selection_rules_on_a_scripted_validation_curve(monkeypatch, select, kept,
+                                                        stopped_after):
+    def scripted(self, acc):
+        epoch = len(self._seen)
+        self._seen.append(epoch)
+        # per-case spread 0.3 over 400 cases: differences of 0.01-0.02 are noise
+        noise = np.random.default_rng(epoch).normal(0, 0.3, 400)
+        self._valid_cases = _SCRIPT[epoch] + noise - noise.mean()
+        return {"ndcg@10": float(self._valid_cases.mean()), "head_scale": 0.0}
+
+    monkeypatch.setattr(Trainer, "validate", scripted)
+    trainer = Trainer(tiny_model(), cyclic_split(),
+                      TrainConfig(epochs=7, batch_size=13, patience=2 if select == "best" else 1,
+                                  progress=False, select=select))
+    trainer._seen = []
+    result = trainer.train()
+    assert result.best_epoch == kept
+    assert len(result.history) == stopped_after and result.stopped_early
+
+
+def test_head_scale_must_beat_retrieval_significantly():
+    from llmrec.evaluation import EvalReport
+    from llmrec.train.trainer import choose_head_scale, significantly_worse
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 1, 900)
+
+    def report(values):
+        return EvalReport("v", {"ndcg@10": float(values.mean())}, len(values), {},
+                          per_case={"ndcg@10": values})
+
+    noisy = base + rng.normal(0.002, 0.2, 900)  # higher mean, but within noise
+    clear = base + 0.05
+    assert choose_head_scale({0.0: report(base), 0.5: report(noisy)}, "ndcg@10") == 0.0
+    assert choose_head_scale({0.0: report(base), 0.5: report(noisy), 1.0: report(clear)},
+                             "ndcg@10") == 1.0
+    assert significantly_worse(base - 0.05, base) and not significantly_worse(noisy, base)
+    with pytest.raises(ValueError, match="keep_cases=True"):
+        choose_head_scale({0.0: EvalReport("v", {}, 1, {}), 0.5: EvalReport("v", {}, 1, {})},
+                          "ndcg@10")
+
+
 @pytest.mark.parametrize(
     ("cls", "kwargs", "match"),
     [
+        (TrainConfig, {"select": "last"}, r"select must be one of \('tolerant', 'best'\)"),
+        (TrainConfig, {"report_to": "wandb"}, r"report_to must be one of"),
         (ModelConfig, {"mode": "hybrid"}, r"mode must be one of \('inductive', 'transductive'\)"),
         (ModelConfig, {"hidden_size": 30, "n_heads": 4}, r"hidden_size \(30\) must be divisible"),
         (ModelConfig, {"dropout": 1.0}, r"dropout must be in \[0, 1\)"),

@@ -64,6 +64,11 @@ class EvalConfig:
         metadata={"help": f"Metrics to report, any of: {', '.join(ALL_METRICS)}."},
     )
     device: str = field(default="cpu", metadata={"help": "Torch device for metric computation."})
+    keep_cases: bool = field(
+        default=False,
+        metadata={"help": "Also return every case's value of the per-case metrics "
+                  "(EvalReport.per_case), e.g. for paired comparisons of two models."},
+    )
 
     def __post_init__(self) -> None:
         ks = tuple(self.ks) if isinstance(self.ks, (list, tuple)) else (self.ks,)
@@ -164,6 +169,7 @@ def evaluate(
         for g in group_names
     }
     counts = dict.fromkeys(group_names, 0)
+    kept: dict[str, list[np.ndarray]] = {key: [] for key in case_keys}
     accs = {g: M.ExposureAccumulator(n_items, config.ks, pop, device) for g in group_names}
 
     for batch in cases.batches(config.batch_size):
@@ -183,6 +189,8 @@ def evaluate(
             values = M.auc(stats) if m == "auc" else RANK_METRICS[m](stats, int(k))  # (B,)
             for g in group_names:
                 sums[g][key] += values[rows[g]].sum()
+            if config.keep_cases:
+                kept[key].append(values.double().cpu().numpy())
         if want_lists:
             items, valid = M.top_k_lists(scores, max(config.ks), mask)  # (B, K), (B, K)
             for g in group_names:
@@ -212,4 +220,6 @@ def evaluate(
         reports[g] = EvalReport(label, means, counts[g], dict(protocol), skipped=dict(skipped))
     report = reports.pop("all")
     report.groups = reports
+    if config.keep_cases:
+        report.per_case = {key: np.concatenate(v) for key, v in kept.items()}
     return report

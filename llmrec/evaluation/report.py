@@ -49,6 +49,11 @@ class EvalReport:
         default_factory=dict,
         metadata={"help": "Requested metrics that were not computed -> reason."},
     )
+    per_case: dict[str, Any] | None = field(
+        default=None, repr=False, compare=False,
+        metadata={"help": "Per-case values (numpy arrays in case order) when "
+                  "EvalConfig(keep_cases=True); not serialised."},
+    )
 
     def __getitem__(self, key: str) -> float:
         """Metric value by key, e.g. ``report["ndcg@10"]``."""

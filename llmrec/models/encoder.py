@@ -104,6 +104,8 @@ class ItemTextEncoder(nn.Module):
         self._lora_targets: list[str] | None = None
         if config.lora is not None:
             self._apply_lora(config.lora)
+        if config.adapter_path is not None:
+            self.load_adapter(config.adapter_path)
         self.eval()
 
     # ----------------------------------------------------------------- model plumbing

@@ -119,6 +119,12 @@ class EncoderConfig:
         default=None,
         metadata={"help": "GGUF file name inside model_name_or_path (dequantised on load)."},
     )
+    adapter_path: str | None = field(
+        default=None,
+        metadata={"help": "A LoRA adapter folder to start from, e.g. the adapter/ that domain "
+                  "adaptation (llmrec.finetune, finetune/domain_adapt.py) writes; its "
+                  "settings must match lora when both are given."},
+    )
     dtype: str = field(default="float32", metadata={"help": f"Weight dtype, one of {DTYPES}."})
     gradient_checkpointing: bool = field(
         default=False,
@@ -148,6 +154,12 @@ class EncoderConfig:
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.adapter_path is not None and (
+            not isinstance(self.adapter_path, str) or not self.adapter_path.strip()
+        ):
+            raise ValueError(
+                f"adapter_path must be None or a folder path, got {self.adapter_path!r}"
+            )
         if self.gguf_file is not None:
             if not isinstance(self.gguf_file, str) or not self.gguf_file.endswith(".gguf"):
                 raise ValueError(

@@ -45,6 +45,9 @@ class CardData:
     evaluations: list[dict[str, Any]] = field(default_factory=list,
                                               metadata={"help": "Evaluation reports."})
     safety: dict[str, Any] | None = field(default=None, metadata={"help": "Filter summary."})
+    adapter_origin: str | None = field(
+        default=None, metadata={"help": "Where the LoRA adapter started (domain adaptation)."}
+    )
 
     def front_matter(self) -> str:
         meta: dict[str, Any] = {
@@ -81,7 +84,7 @@ class CardData:
                 continue
         return tmpl.render(
             front_matter=self.front_matter(), title=self.title, llmrec_version=__version__,
-            base_model=self.base_model, lora=self.lora,
+            base_model=self.base_model, lora=self.lora, adapter_origin=self.adapter_origin,
             model_rows=sorted(self.model.items()), dataset=self.dataset,
             evaluations=self.evaluations, safety=self.safety, versions=versions,
         )

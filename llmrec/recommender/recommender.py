@@ -101,6 +101,8 @@ class Recommender:
         """The item text encoder (loaded on first use)."""
         if self._encoder is None:
             self._encoder = ItemTextEncoder(self.encoder_config)
+            # an adapter_path without lora settings brings its own: keep them with the model
+            self.encoder_config.lora = self._encoder.config.lora
         return self._encoder
 
     def encode_texts(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
@@ -357,6 +359,8 @@ class Recommender:
         card.lora = (dataclasses.asdict(self.encoder_config.lora)
                      if self.encoder_config.lora is not None else None)
         card.model = {k: v for k, v in self.model_config.to_dict().items()}
+        if self.encoder_config.adapter_path:
+            card.adapter_origin = adapter_origin(self.encoder_config.adapter_path)
         if self.safety is not None and self.blocked is not None:
             kinds = Counter(r.split(" ")[0] for r in self.block_reasons.values())
             card.safety = {
@@ -378,13 +382,15 @@ class Recommender:
         catalog = self.catalog
         assert catalog is not None and self.popularity is not None and self.blocked is not None
         path = Path(path)
+        card = self._card()
         with atomic_dir(path) as tmp:
             write_json(tmp / "config.json", {
                 "encoder": self.encoder_config.to_dict(),
                 "model": self.model_config.to_dict(),
                 "modules": ["encoder", "item_tower", "sequence", "head", "safety_mask"],
                 "block_reasons": {catalog.ids[i]: r for i, r in self.block_reasons.items()},
-                "card": {"dataset": self.card.dataset, "evaluations": self.card.evaluations},
+                "card": {"dataset": self.card.dataset, "evaluations": self.card.evaluations,
+                         "adapter_origin": self.card.adapter_origin},
             })
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"))
@@ -400,8 +406,8 @@ class Recommender:
             (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
             if self.safety is not None:
                 write_json(tmp / "safety.json", self.safety.to_dict())
-            write_card(self._card(), tmp / "README.md", previous=path / "README.md")
-            if self._encoder is not None and self.encoder_config.lora is not None:
+            write_card(card, tmp / "README.md", previous=path / "README.md")
+            if self._encoder is not None and self._encoder.config.lora is not None:
                 self._encoder.save_adapter(tmp / "encoder_adapter")
         return path
 
@@ -413,7 +419,9 @@ class Recommender:
         cfg = read_json(path / "config.json")
         safety = (SafetyFilter.from_dict(read_json(path / "safety.json"))
                   if (path / "safety.json").is_file() else None)
-        rec = cls(EncoderConfig.from_dict(cfg["encoder"]), ModelConfig.from_dict(cfg["model"]),
+        # the adapter saved with the model supersedes the one it started from
+        encoder = EncoderConfig.from_dict({**cfg["encoder"], "adapter_path": None})
+        rec = cls(encoder, ModelConfig.from_dict(cfg["model"]),
                   safety=safety, cache_dir=cache_dir)
         with (path / "catalog.jsonl").open(encoding="utf-8") as fh:
             records = [json.loads(line) for line in fh if line.strip()]
@@ -438,8 +446,21 @@ class Recommender:
         rec.block_reasons = {index[i]: r for i, r in cfg.get("block_reasons", {}).items()}
         card = cfg.get("card", {})
         rec.card.dataset = card.get("dataset")
+        rec.card.adapter_origin = card.get("adapter_origin")
         rec.card.evaluations = [{**e, "metrics": [tuple(m) for m in e["metrics"]]}
                                 for e in card.get("evaluations", [])]
         if (path / "encoder_adapter").is_dir():
             rec.encoder.load_adapter(path / "encoder_adapter")
         return rec
+
+
+def adapter_origin(path: str | Path) -> str:
+    """One line on a starting adapter: the run that made it, when llmrec's adaptation did."""
+    meta_file = Path(path) / "llmrec_adapt.json"
+    if not meta_file.is_file():
+        return f"`{path}`"
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    corpus = meta.get("interactions") if meta.get("objective") == "pairs" else meta.get("corpus")
+    return (f"`{path}` ({meta.get('objective')} objective on {corpus}, "
+            f"{meta.get('epochs')} epoch(s) / max_steps {meta.get('max_steps')}, "
+            f"lr {meta.get('lr')}, llmrec {meta.get('llmrec_version')})")

@@ -10,6 +10,8 @@ from llmrec.configs import strict_from_dict
 LOSSES = ("full", "sampled")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("no", "fp16", "bf16")
+REPORT_TO = ("tensorboard", "none")
+SELECT = ("tolerant", "best")
 
 
 @dataclass
@@ -20,9 +22,10 @@ class TrainConfig:
     batch_size: int = field(default=128, metadata={"help": "Training windows per step."})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     lr_schedule: str = field(
-        default="cosine",
-        metadata={"help": f"One of {SCHEDULES}: cosine decays to 0 at the last epoch, after "
-                  "warmup_steps of linear warm-up."},
+        default="constant",
+        metadata={"help": f"One of {SCHEDULES}, after warmup_steps of linear warm-up: constant, "
+                  "or cosine decay to 0 at the last epoch (which ties the result to the "
+                  "epoch budget; on ml-100k constant was as good or better)."},
     )
     warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
@@ -52,8 +55,17 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: off)."})
     mixed_precision: str = field(default="no", metadata={"help": f"One of {PRECISIONS}."})
+    select: str = field(
+        default="tolerant",
+        metadata={"help": f"Which validated weights to keep, one of {SELECT}: 'best' = the "
+                  "highest validation score; 'tolerant' = the latest evaluation that is not "
+                  "significantly below the best (paired per-case test, one-sided, 95 percent), so "
+                  "noise on a flat validation curve neither stops training nor rolls it back."},
+    )
     patience: int = field(
-        default=8, metadata={"help": "Stop after this many evaluations without improvement."}
+        default=8,
+        metadata={"help": "Stop after this many evaluations without improvement ('best') or "
+                  "significantly below the best ('tolerant')."},
     )
     eval_every: int = field(default=1, metadata={"help": "Validate every N epochs."})
     metric: str = field(default="ndcg@10", metadata={"help": "Validation metric to maximise."})
@@ -61,6 +73,11 @@ class TrainConfig:
     output_dir: str | None = field(
         default=None,
         metadata={"help": "Checkpoints (every epoch), metrics.jsonl; None = keep nothing."},
+    )
+    report_to: str = field(
+        default="tensorboard",
+        metadata={"help": f"One of {REPORT_TO}: with an output_dir, per-epoch metrics also go "
+                  "to <output_dir>/tensorboard and a learning_curve.png is drawn at the end."},
     )
     resume: bool = field(
         default=True, metadata={"help": "Continue from the latest checkpoint in output_dir."}
@@ -72,6 +89,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
+        if self.report_to not in REPORT_TO:
+            raise ValueError(f"report_to must be one of {REPORT_TO}, got {self.report_to!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         if self.warmup_steps < 0:
