@@ -39,3 +39,27 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     diff = np.abs(np.array(one["weights"]) - np.array(two["weights"])).max()
     assert diff < 1e-4, f"2-process weights differ by {diff}"
     assert one["valid"] == pytest.approx(two["valid"])
+
+
+def test_train_recommender_entry_point_under_torchrun(tmp_path, tiny_encoder_dir):
+    """finetune/train_recommender.py under 2 gloo processes: one process encodes the catalog
+    (the other reuses the cache), both train, the main one saves a loadable model."""
+    from tests.conftest import INTER_CSV, ITEMS_CSV
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "interactions.csv").write_text(INTER_CSV)
+    (data / "items.csv").write_text(ITEMS_CSV)
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    script = SCRIPT.parent / "train_recommender.py"
+    _run([torchrun, "--nproc_per_node", "2", "--master_port", "29519", str(script),
+          "--dataset", str(data), "--encoder", tiny_encoder_dir, "--save_dir",
+          str(tmp_path / "model"), "--cache_dir", str(tmp_path / "cache"), "--cpu",
+          "--epochs", "2", "--batch_size", "2", "--hidden_size", "32", "--n_heads", "4",
+          "--max_len", "7", "--no_progress", "--output_dir", str(tmp_path / "ckpt")],
+         tmp_path)
+    from llmrec import Recommender
+
+    rec = Recommender.from_pretrained(tmp_path / "model")
+    assert len(rec.recommend(["i1", "i2"], k=2)) == 2
+    assert (tmp_path / "ckpt" / "learning_curve.png").is_file()

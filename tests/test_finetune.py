@@ -305,3 +305,14 @@ def test_recommender_trains_on_a_domain_adapted_encoder(tiny_encoder_dir, corpus
     # training wrote TensorBoard events and a learning-curve plot
     assert list((tmp_path / "train" / "tensorboard").rglob("events.out.tfevents.*"))
     assert (tmp_path / "train" / "learning_curve.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_on_cpu():
+    """The GPU check a machine with a GPU runs (finetune/gpu_check.py), smoke-tested on CPU."""
+    proc = subprocess.run([sys.executable, str(ROOT / "finetune" / "gpu_check.py"), "--cpu",
+                           "--tiny"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert report["ok"] and report["adapt_sequences_per_s"] > 0
+    assert report["recommender_windows_per_s"] > 0 and report["encode_texts_per_s"] > 0

@@ -27,7 +27,7 @@ from llmrec.finetune.config import (
 )
 from llmrec.finetune.corpus import Corpus, load_corpus
 from llmrec.finetune.objectives import AdaptModule
-from llmrec.train.curves import plot_learning_curves
+from llmrec.train.curves import finish_trackers, plot_learning_curves
 from llmrec.version import __version__
 
 KEEP_CHECKPOINTS = 2
@@ -170,7 +170,7 @@ class DomainAdapter:
         bar.close()
         seconds = time.perf_counter() - t0
         adapter = self._save(acc, module, history)
-        acc.end_training()
+        finish_trackers(acc)
         final = history[-1]["loss"] if history else float("nan")
         return AdaptResult(str(adapter), self.objective, step, examples, final, seconds,
                            examples / max(seconds, 1e-9), corpus.description, history)

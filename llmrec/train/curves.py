@@ -7,6 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def finish_trackers(acc: object) -> None:
+    """Flush and close the accelerator's metric trackers.
+
+    (Not ``Accelerator.end_training``: it also tears down the process group, which breaks
+    whatever the caller does next in a distributed run.)"""
+    for tracker in getattr(acc, "trackers", []):
+        tracker.finish()
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """Rows of a metrics.jsonl file (missing file: no rows)."""
     p = Path(path)

@@ -27,7 +27,7 @@ from llmrec.evaluation import EvalConfig, EvalReport, evaluate
 from llmrec.models.encoder import ItemTextEncoder
 from llmrec.models.model import ModelScorer, SeqRecModel, sampled_candidates
 from llmrec.train.config import TrainConfig
-from llmrec.train.curves import plot_learning_curves
+from llmrec.train.curves import finish_trackers, plot_learning_curves
 from llmrec.train.data import EpochShuffled, training_windows, trim_padding
 from llmrec.train.joint import JointModule
 
@@ -295,7 +295,7 @@ class Trainer:
 
     def _curves(self, acc: Accelerator, history: list[EpochLog]) -> None:
         """learning_curve.png in the output folder; trackers closed."""
-        acc.end_training()
+        finish_trackers(acc)
         if self.out is None or not acc.is_main_process or not history:
             return
         rows = [{"epoch": h.epoch, "loss": h.loss, "retrieval_loss": h.retrieval_loss,
