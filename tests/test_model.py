@@ -43,9 +43,11 @@ def cyclic_split(n_users: int = 13) -> Split:
     return Split([s[:-2] for s in seqs], valid, cases, N_ITEMS, SplitConfig())
 
 
-@pytest.mark.parametrize("mode", ["inductive", "transductive"])
+@pytest.mark.parametrize("mode", ["inductive", "transductive", "id"])
 def test_shapes(mode):
     model = tiny_model(mode=mode).eval()
+    names = {n.split(".")[0] for n, _ in model.items.named_parameters()}
+    assert names == {"inductive": {"proj"}, "transductive": {"proj", "ids"}, "id": {"ids"}}[mode]
     seq = pad_left([np.array([1, 2, 3]), np.array([4]), np.array([], dtype=np.int64)], 7)
     assert seq.shape == (3, 3) and seq[1].tolist() == [-1, -1, 4]
     states = model.encode_history(seq)
@@ -59,6 +61,16 @@ def test_shapes(mode):
     assert (out.attention[1, :, :2] == 0).all()
     assert (out.scores[:, :-1] >= out.scores[:, 1:]).all()
     assert model.score_all(seq).shape == (3, N_ITEMS)
+
+
+def test_id_mode_ignores_text_and_cannot_train_an_encoder():
+    a, b = tiny_model(mode="id"), tiny_model(mode="id")
+    b.load_state_dict(a.state_dict())
+    b.items.set_text(torch.randn(N_ITEMS, TEXT_DIM))  # other text: same scores
+    seq = pad_left([np.array([1, 2, 3])], 7)
+    torch.testing.assert_close(a.eval().score_all(seq), b.eval().score_all(seq))
+    with pytest.raises(ValueError, match=r"needs a mode that reads item text"):
+        Trainer(a, cyclic_split(), TrainConfig(epochs=2, encoder_epochs=1))
 
 
 def test_causal_mask_never_looks_ahead():
@@ -204,7 +216,8 @@ def test_head_scale_must_beat_retrieval_significantly():
     [
         (TrainConfig, {"select": "last"}, r"select must be one of \('tolerant', 'best'\)"),
         (TrainConfig, {"report_to": "wandb"}, r"report_to must be one of"),
-        (ModelConfig, {"mode": "hybrid"}, r"mode must be one of \('inductive', 'transductive'\)"),
+        (ModelConfig, {"mode": "hybrid"},
+         r"mode must be one of \('inductive', 'transductive', 'id'\)"),
         (ModelConfig, {"hidden_size": 30, "n_heads": 4}, r"hidden_size \(30\) must be divisible"),
         (ModelConfig, {"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         (ModelConfig, {"projection": "conv"}, r"projection must be one of"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from llmrec.configs import strict_from_dict
 
-MODES = ("inductive", "transductive")
+MODES = ("inductive", "transductive", "id")
 PROJECTIONS = ("linear", "mlp")
 
 
@@ -19,7 +19,8 @@ class ModelConfig:
         default="transductive",
         metadata={
             "help": f"One of {MODES}: 'inductive' = item text only (works for items never "
-            "seen in training); 'transductive' = text + a learned item-id embedding."
+            "seen in training); 'transductive' = text + a learned item-id embedding; 'id' = "
+            "item-id embeddings only (SASRec-style baseline; text is not used)."
         },
     )
     hidden_size: int = field(default=64, metadata={"help": "Width of the sequence model."})

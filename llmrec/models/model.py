@@ -30,13 +30,14 @@ class ItemTower(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d, t = config.hidden_size, config.text_dim
-        if config.projection == "mlp":
-            self.proj: nn.Module = nn.Sequential(
-                nn.Linear(t, 4 * d), nn.GELU(), nn.Linear(4 * d, d)
-            )
+        self.proj: nn.Module | None
+        if config.mode == "id":
+            self.proj = None
+        elif config.projection == "mlp":
+            self.proj = nn.Sequential(nn.Linear(t, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         else:
             self.proj = nn.Linear(t, d)
-        self.ids = nn.Embedding(config.n_items, d) if config.mode == "transductive" else None
+        self.ids = nn.Embedding(config.n_items, d) if config.mode != "inductive" else None
         self.register_buffer("text", torch.zeros(config.n_items, t), persistent=False)
 
     def set_text(self, text: torch.Tensor | np.ndarray) -> None:
@@ -55,12 +56,15 @@ class ItemTower(nn.Module):
 
         ``text`` overrides the cached text embeddings of those items (LoRA training).
         """
+        ids = None if self.ids is None else (self.ids.weight if index is None
+                                             else self.ids(index))
+        if self.proj is None:  # id mode
+            assert ids is not None
+            return ids
         if text is None:
             text = self.text if index is None else self.text[index]
         out = self.proj(text)
-        if self.ids is not None:
-            out = out + (self.ids.weight if index is None else self.ids(index))
-        return out
+        return out if ids is None else out + ids
 
     def grow(self, text: torch.Tensor) -> None:
         """Append new items: their text embeddings, and zero id vectors (text decides)."""

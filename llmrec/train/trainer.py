@@ -116,6 +116,9 @@ class Trainer:
         self.model, self.split, self.config = model, split, config
         self.out = Path(config.output_dir) if config.output_dir else None
         if config.encoder_epochs:
+            if model.config.mode == "id":
+                raise ValueError("encoder_epochs > 0 needs a mode that reads item text "
+                                 "('inductive' or 'transductive'), not 'id'")
             if encoder is None or not encoder.trainable_parameters():
                 raise ValueError("encoder_epochs > 0 needs an item encoder with a LoRA adapter "
                                  "(EncoderConfig(lora=LoraSettings()))")
