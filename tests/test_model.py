@@ -127,9 +127,10 @@ def test_model_overfits_a_tiny_dataset(loss):
     assert result.history[-1].loss < result.history[0].loss / 3
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_equals_uninterrupted(tmp_path, ema_decay):
     split = cyclic_split()
-    cfg = dict(batch_size=5, lr=3e-3, progress=False, patience=100, seed=7)
+    cfg = dict(batch_size=5, lr=3e-3, progress=False, patience=100, seed=7, ema_decay=ema_decay)
     straight = tiny_model(dropout=0.2)
     Trainer(straight, split, TrainConfig(epochs=4, **cfg)).train()
 
@@ -189,6 +190,27 @@ def test_selection_rules_on_a_scripted_validation_curve(monkeypatch, select, kep
     assert len(result.history) == stopped_after and result.stopped_early
 
 
+def test_weight_average_is_what_is_validated_and_kept():
+    from llmrec.train.ema import WeightAverage
+
+    model = tiny_model()
+    ema = WeightAverage(model, 0.5)
+    raw = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update()  # shadow = 0.5 * raw + 0.5 * (raw + 1) = raw + 0.5
+    with ema.applied():
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(p, raw[n] + 0.5)
+    for n, p in model.named_parameters():  # raw weights back after the block
+        torch.testing.assert_close(p, raw[n] + 1.0)
+    with pytest.raises(ValueError, match="ema decay must be in"):
+        WeightAverage(model, 1.0)
+    with pytest.raises(ValueError, match="checkpoint names differ"):
+        ema.load_state_dict({})
+
+
 def test_head_scale_must_beat_retrieval_significantly():
     from llmrec.evaluation import EvalReport
     from llmrec.train.trainer import choose_head_scale, significantly_worse
@@ -216,6 +238,7 @@ def test_head_scale_must_beat_retrieval_significantly():
     [
         (TrainConfig, {"select": "last"}, r"select must be one of \('tolerant', 'best'\)"),
         (TrainConfig, {"report_to": "wandb"}, r"report_to must be one of"),
+        (TrainConfig, {"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
         (ModelConfig, {"mode": "hybrid"},
          r"mode must be one of \('inductive', 'transductive', 'id'\)"),
         (ModelConfig, {"hidden_size": 30, "n_heads": 4}, r"hidden_size \(30\) must be divisible"),

@@ -185,12 +185,16 @@ class Recommender:
                           name=name)
         keys = [k for k in ("ndcg@10", "hr@10", "mrr@10", "auc", "coverage@10")
                 if k in report.metrics]
-        self.card.evaluations = [e for e in self.card.evaluations if e["name"] != name]
-        self.card.evaluations.append({
+        entry = {
             "name": f"{name} ({report.n_cases} cases)",
             "protocol": protocol_line(report.protocol),
             "metrics": [(k, report.metrics[k]) for k in keys],
-        })
+        }
+        # re-evaluating under the same name and protocol replaces the earlier figures
+        self.card.evaluations = [e for e in self.card.evaluations
+                                 if (e["name"], e["protocol"]) != (entry["name"],
+                                                                   entry["protocol"])]
+        self.card.evaluations.append(entry)
         return report
 
     # -- inference ---------------------------------------------------------------------

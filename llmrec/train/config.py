@@ -29,6 +29,12 @@ class TrainConfig:
     )
     warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "Exponential moving average of the recommender's weights, updated "
+                  "every optimizer step (e.g. 0.99); validation, selection and the final "
+                  "model use the average. 0 = off."},
+    )
     loss: str = field(
         default="full",
         metadata={"help": f"One of {LOSSES}: 'full' softmax over the catalog (fits up to ~1e5 "
@@ -95,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"report_to must be one of {REPORT_TO}, got {self.report_to!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.mixed_precision not in PRECISIONS:

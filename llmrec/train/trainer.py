@@ -7,6 +7,7 @@ run reaches, because the window order depends only on (seed, epoch).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -29,6 +30,7 @@ from llmrec.models.model import ModelScorer, SeqRecModel, sampled_candidates
 from llmrec.train.config import TrainConfig
 from llmrec.train.curves import finish_trackers, plot_learning_curves
 from llmrec.train.data import EpochShuffled, training_windows, trim_padding
+from llmrec.train.ema import WeightAverage
 from llmrec.train.joint import JointModule
 
 KEEP_CHECKPOINTS = 2
@@ -175,6 +177,9 @@ class Trainer:
         lambdas = [schedule] + [lambda _: 1.0] * (len(groups) - 1)
         lr_sched = torch.optim.lr_scheduler.LambdaLR(optim, lambdas)
         model, optim, loader, lr_sched = acc.prepare(self.joint, optim, loader, lr_sched)
+        ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay else None
+        if ema is not None:
+            acc.register_for_checkpointing(ema)
         first_live = cfg.epochs - cfg.encoder_epochs
         popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
         sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -233,6 +238,8 @@ class Trainer:
                     optim.step()
                     lr_sched.step()
                     optim.zero_grad()
+                if ema is not None and acc.sync_gradients:
+                    ema.update()
                 sums += [out.loss.item(), out.retrieval_loss.item(), out.head_loss.item()]
                 steps += 1
                 bar.set_postfix(loss=f"{sums[0] / steps:.3f}")
@@ -241,16 +248,19 @@ class Trainer:
             log = EpochLog(epoch, *(sums / max(steps, 1)).tolist(),
                            seconds=time.perf_counter() - t1)
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                log.valid = self.validate(acc)
-                value, cases = log.valid[cfg.metric], self._valid_cases
-                worse = (value <= best if cfg.select == "best"
-                         else self._best_cases is not None
-                         and significantly_worse(cases, self._best_cases))
+                averaged = ema.applied() if ema is not None else contextlib.nullcontext()
+                with averaged:  # validated, and saved if kept: the averaged weights
+                    log.valid = self.validate(acc)
+                    value, cases = log.valid[cfg.metric], self._valid_cases
+                    worse = (value <= best if cfg.select == "best"
+                             else self._best_cases is not None
+                             and significantly_worse(cases, self._best_cases))
+                    if not worse:
+                        self._save_best(acc)
                 if value > best:
                     best, self._best_cases = value, cases
                 if not worse:
                     kept_epoch, kept, bad = epoch, value, 0
-                    self._save_best(acc)
                 else:
                     bad += 1
             history.append(log)

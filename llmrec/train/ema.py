@@ -1,0 +1,57 @@
+"""Exponential moving average of a model's weights (validated and kept instead of the raw
+weights when ``TrainConfig.ema_decay > 0``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class WeightAverage:
+    """``shadow = decay * shadow + (1 - decay) * weight`` after every optimizer step.
+
+    Checkpointed with the run (``state_dict`` / ``load_state_dict``), so a resumed run
+    averages exactly as an uninterrupted one.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema decay must be in (0, 1), got {decay}")
+        self.model, self.decay = model, decay
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters()
+                       if p.dtype.is_floating_point}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for n, p in self.model.named_parameters():
+            if n in self.shadow:
+                self.shadow[n].lerp_(p.detach(), 1.0 - self.decay)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """The averaged weights inside the block, the raw ones restored after it."""
+        params = dict(self.model.named_parameters())
+        raw = {n: params[n].detach().clone() for n in self.shadow}
+        with torch.no_grad():
+            for n, v in self.shadow.items():
+                params[n].copy_(v)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, v in raw.items():
+                    params[n].copy_(v)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.shadow):
+            raise ValueError(f"weight average: checkpoint names differ: missing "
+                             f"{sorted(set(self.shadow) - set(state))[:5]}, unexpected "
+                             f"{sorted(set(state) - set(self.shadow))[:5]}")
+        for n, v in state.items():
+            self.shadow[n].copy_(v)
