@@ -259,3 +259,20 @@ def test_config_errors(cls, kwargs, match):
 def test_unknown_config_key_is_an_error(cls):
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['hiden_size'\]"):
         cls.from_dict({"hiden_size": 3})
+
+
+def test_cached_item_vectors_follow_every_weight_change():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        first = model.items.cached()
+        assert model.items.cached() is first  # reused while nothing changes
+        torch.testing.assert_close(first, model.items())
+        model.items.proj[0].weight.add_(0.1)  # an optimizer step / load_state_dict
+        second = model.items.cached()
+        assert second is not first
+        torch.testing.assert_close(second, model.items())
+        model.items.set_text(torch.randn(N_ITEMS, TEXT_DIM))
+        torch.testing.assert_close(model.items.cached(), model.items())
+        model.items.grow(torch.randn(2, TEXT_DIM))
+        assert model.items.cached().shape[0] == N_ITEMS + 2
+    assert model.items.cached().requires_grad  # under grad: computed, never cached

@@ -45,7 +45,7 @@ def recommender_scorer(rec: Any) -> Scorer:
         model, catalog = rec.model, rec.catalog
         model.eval()
         seq = pad_left([catalog.indices(h) for h in histories], rec.model_config.max_len)
-        vectors = model.items()
+        vectors = model.items.cached()
         states = model.encode_history(seq, vectors)
         target = torch.as_tensor(catalog.indices(item_ids))[None, :].expand(len(histories), -1)
         final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)

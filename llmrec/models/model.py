@@ -66,6 +66,19 @@ class ItemTower(nn.Module):
         out = self.proj(text)
         return out if ids is None else out + ids
 
+    def cached(self) -> torch.Tensor:
+        """All item vectors (N, D) for inference: computed once and reused until a weight,
+        the text embeddings or the device change (each request would otherwise run the
+        projection over the whole catalog). Without grad only; under grad: ``self()``."""
+        if torch.is_grad_enabled():
+            return self()
+        key = (self.text.data_ptr(), self.text._version, len(self.text),
+               tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        if getattr(self, "_cache_key", None) != key:
+            self._cache = self()
+            self._cache_key = key
+        return self._cache
+
     def grow(self, text: torch.Tensor) -> None:
         """Append new items: their text embeddings, and zero id vectors (text decides)."""
         self.text = torch.cat([self.text, text.to(self.text)])
@@ -139,7 +152,7 @@ class SeqRecModel(nn.Module):
     ) -> RankOutput:
         """Two-stage ranking: dot-product retrieval of ``top_n`` candidates over the unmasked
         catalog (``exclude`` (B, N) bool: True = never recommend), then the attention head."""
-        vectors = self.items()  # (N, D)
+        vectors = self.items.cached()  # (N, D)
         states = self.encode_history(seq, vectors)  # (B, L, D)
         retrieval = states[:, -1] @ vectors.T  # (B, N)
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
@@ -164,7 +177,7 @@ class SeqRecModel(nn.Module):
     def score_all(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, N) scores for full-ranking evaluation: the re-ranked top-N come first, in the
         head's order; every other item keeps its retrieval score below them."""
-        vectors = self.items()
+        vectors = self.items.cached()
         states = self.encode_history(seq, vectors)
         retrieval = states[:, -1] @ vectors.T  # (B, N)
         if self.config.head_top_n == 0:

@@ -319,9 +319,11 @@ class Recommender:
         idx = [self._history_indices(h, "error", []) for h in histories]
         seq = pad_left(idx, self.model_config.max_len)
         target = torch.as_tensor(self.catalog.indices(item_ids))[:, None]  # (B, 1)
-        vectors = model.items()
-        states = model.encode_history(seq, vectors)
-        final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)
+        model.eval()
+        with torch.no_grad():
+            vectors = model.items.cached()
+            states = model.encode_history(seq, vectors)
+            final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)
         return final[:, 0].numpy()
 
     # -- catalog changes ---------------------------------------------------------------
