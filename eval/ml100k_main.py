@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="runs/ml100k")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--card", default=None,
+                        help="Also copy the saved model's card here (model_cards/ml-100k/"
+                        "README.md is this job's card).")
     args = parser.parse_args(argv)
     out = Path(args.out)
 
@@ -52,7 +56,6 @@ def main(argv: list[str] | None = None) -> dict:
     minutes = (time.perf_counter() - t0) / 60
     print(f"\ntrained in {minutes:.1f} min; best epoch {fit.best_epoch} "
           f"(valid ndcg@10 {fit.best_metric:.4f})")
-    rec.save_pretrained(out / "model")
 
     pop = PopularityScorer(split.train, ds.n_items)
     tables = {}
@@ -78,6 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
         because = ", ".join(e.text.split(" (")[0] for e in r.evidence[:2])
         print(f"{r.rank}. {r.text}  (score {r.score:.2f}; attends to: {because})")
 
+    rec.save_pretrained(out / "model")
+    if args.card:
+        Path(args.card).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "model" / "README.md", args.card)
     results = {"fit": fit.to_dict(), "minutes": minutes, "tables": tables,
                "args": vars(args)}
     out.mkdir(parents=True, exist_ok=True)

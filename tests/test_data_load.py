@@ -257,3 +257,15 @@ def test_millisecond_timestamps(write):
     i = write("i.csv", "user_id,item_id,timestamp\nu,i1,1500\nu,i2,500\n")
     ds = load_dataset(interactions=i, items=write("t.csv", ITEMS_CSV), timestamp_unit="ms")
     np.testing.assert_allclose(ds.interactions.frame["timestamp"], [1.5, 0.5])
+
+
+def test_single_item_text_renders_only_that_item(tiny_dataset):
+    from llmrec.data import ItemCatalog
+
+    cat = tiny_dataset.catalog
+    lazy = ItemCatalog(list(cat.ids), cat.table.copy(), cat.template)
+    assert lazy.text(2) == cat.texts()[2] and lazy.text(-1) == cat.texts()[-1]
+    assert lazy._texts is None  # nothing else was rendered
+    with pytest.raises(IndexError, match="out of range"):
+        lazy.text(len(cat))
+    assert lazy.texts() == cat.texts() and lazy.text(2) == cat.texts()[2]

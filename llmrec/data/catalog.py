@@ -37,6 +37,7 @@ class ItemCatalog:
         if len(self._index) != len(self.ids):
             raise ValueError("ItemCatalog: item ids must be unique")
         self._texts: list[str] | None = None
+        self._some: dict[int, str] = {}  # single texts rendered before (or without) all
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,8 +72,17 @@ class ItemCatalog:
         return self._texts
 
     def text(self, index: int) -> str:
-        """One item's rendered text."""
-        return self.texts()[int(index)]
+        """One item's rendered text (only that row is rendered if the others never were:
+        showing 10 recommendations from a million-item catalog renders 10 texts)."""
+        i = int(index)
+        if self._texts is not None:
+            return self._texts[i]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item index {i} out of range for {len(self)} items")
+        i %= len(self)
+        if i not in self._some:
+            self._some[i] = self.template.render_all([self.table.iloc[i].to_dict()])[0]
+        return self._some[i]
 
     def with_template(self, template: str | ItemTemplate | None) -> ItemCatalog:
         """The same items rendered through another template."""
