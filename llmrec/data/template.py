@@ -5,6 +5,7 @@ Templates live in ``prompts/`` and can be replaced: pass a file path or a templa
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,12 @@ def _environment() -> SandboxedEnvironment:
     return env
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> jinja2.Template:
+    """Compiled once per template source (compiling costs ~10 ms, rendering ~10 us)."""
+    return _environment().from_string(source)
+
+
 @dataclass(frozen=True)
 class ItemTemplate:
     """A Jinja2 template over an item's fields (e.g. ``{{ title }} ({{ year }})``)."""
@@ -91,7 +98,7 @@ class ItemTemplate:
 
     def compile(self) -> jinja2.Template:
         try:
-            return _environment().from_string(self.source)
+            return _compiled(self.source)
         except jinja2.TemplateSyntaxError as err:
             raise ValueError(
                 f"item template {self.name}:{err.lineno}: syntax error: {err.message}"
