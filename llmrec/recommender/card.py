@@ -45,6 +45,9 @@ class CardData:
     evaluations: list[dict[str, Any]] = field(default_factory=list,
                                               metadata={"help": "Evaluation reports."})
     safety: dict[str, Any] | None = field(default=None, metadata={"help": "Filter summary."})
+    training: dict[str, Any] | None = field(
+        default=None, metadata={"help": "How it was trained (TrainConfig + outcome)."}
+    )
     adapter_origin: str | None = field(
         default=None, metadata={"help": "Where the LoRA adapter started (domain adaptation)."}
     )
@@ -85,6 +88,7 @@ class CardData:
         return tmpl.render(
             front_matter=self.front_matter(), title=self.title, llmrec_version=__version__,
             base_model=self.base_model, lora=self.lora, adapter_origin=self.adapter_origin,
+            training_rows=sorted((self.training or {}).items()),
             model_rows=sorted(self.model.items()), dataset=self.dataset,
             evaluations=self.evaluations, safety=self.safety, versions=versions,
         )

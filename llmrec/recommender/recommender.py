@@ -141,6 +141,12 @@ class Recommender:
         encoder = self.encoder if train.encoder_epochs else None
         texts = dataset.catalog.texts() if encoder is not None else None
         result = Trainer(self.model, split, train, encoder=encoder, item_texts=texts).train()
+        keys = ("epochs", "batch_size", "lr", "lr_schedule", "loss", "encoder_epochs",
+                "encoder_lr", "ema_decay", "select", "metric", "seed")
+        self.card.training = {k: getattr(train, k) for k in keys} | {
+            "kept epoch": result.best_epoch, f"valid {result.metric}": round(result.best_metric,
+                                                                            4),
+            "head weight (chosen on valid)": float(self.model.head_scale)}
         if encoder is not None:
             encoder.eval()
         self.model.eval()
@@ -396,7 +402,8 @@ class Recommender:
                 "modules": ["encoder", "item_tower", "sequence", "head", "safety_mask"],
                 "block_reasons": {catalog.ids[i]: r for i, r in self.block_reasons.items()},
                 "card": {"dataset": self.card.dataset, "evaluations": self.card.evaluations,
-                         "adapter_origin": self.card.adapter_origin},
+                         "adapter_origin": self.card.adapter_origin,
+                         "training": self.card.training},
             })
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"))
@@ -453,6 +460,7 @@ class Recommender:
         card = cfg.get("card", {})
         rec.card.dataset = card.get("dataset")
         rec.card.adapter_origin = card.get("adapter_origin")
+        rec.card.training = card.get("training")
         rec.card.evaluations = [{**e, "metrics": [tuple(m) for m in e["metrics"]]}
                                 for e in card.get("evaluations", [])]
         if (path / "encoder_adapter").is_dir():
