@@ -102,11 +102,21 @@ def test_exclude_mask_is_never_ranked():
     assert set(finite.tolist()) == {8, 9, 10, 11}
 
 
-def test_windows_cover_every_target_once():
-    x, y = training_windows([np.arange(10), np.array([3]), np.array([4, 5])], max_len=4)
+@pytest.mark.parametrize(("stride", "n_windows"), [(None, 4), (4, 4), (2, 5), (1, 7)])
+def test_windows_cover_every_target_once(stride, n_windows):
+    x, y = training_windows([np.arange(10), np.array([3]), np.array([4, 5])], max_len=4,
+                            stride=stride)
     targets = sorted(y[y >= 0].tolist())
     assert targets == sorted([*range(1, 10), 5])
-    assert x.shape == y.shape == (4, 4)
+    assert x.shape == y.shape == (n_windows, 4)
+    # each target sees at least max_len - stride earlier items when the user has them
+    # (in arange(10) an item's value is its position: it has that many predecessors)
+    context = 4 - (stride or 4)
+    x, y = training_windows([np.arange(10)], max_len=4, stride=stride)
+    for row in range(len(x)):
+        for t in np.flatnonzero(y[row] >= 0):
+            seen = int((x[row, : t + 1] >= 0).sum())
+            assert seen >= min(context + 1, int(y[row, t]))
     # inputs and targets are aligned: target at position t is the input at t+1
     for row in range(len(x)):
         ok = (x[row, 1:] >= 0) & (y[row, :-1] >= 0)
@@ -239,6 +249,7 @@ def test_head_scale_must_beat_retrieval_significantly():
         (TrainConfig, {"select": "last"}, r"select must be one of \('tolerant', 'best'\)"),
         (TrainConfig, {"report_to": "wandb"}, r"report_to must be one of"),
         (TrainConfig, {"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
+        (TrainConfig, {"window_stride": -1}, r"window_stride must be >= 0"),
         (ModelConfig, {"mode": "hybrid"},
          r"mode must be one of \('inductive', 'transductive', 'id'\)"),
         (ModelConfig, {"hidden_size": 30, "n_heads": 4}, r"hidden_size \(30\) must be divisible"),

@@ -41,6 +41,13 @@ class TrainConfig:
                   "items), 'sampled' = in-batch + random negatives with log-Q correction."},
     )
     n_negatives: int = field(default=1024, metadata={"help": "Random negatives ('sampled')."})
+    window_stride: int = field(
+        default=0,
+        metadata={"help": "Items between the starts of a user's training windows; 0 = the "
+                  "model's max_len (no overlap). Smaller strides give every target at least "
+                  "max_len - stride items of context (each target still counts once per "
+                  "epoch) at the cost of more windows."},
+    )
     head_weight: float = field(
         default=1.0, metadata={"help": "Weight of the attention head's re-ranking loss."}
     )
@@ -119,6 +126,8 @@ class TrainConfig:
             raise ValueError(
                 f"encoder_epochs must be in [0, epochs={self.epochs}], got {self.encoder_epochs}"
             )
+        if self.window_stride < 0:
+            raise ValueError(f"window_stride must be >= 0, got {self.window_stride}")
         if self.patience < 0 or self.head_weight < 0 or self.max_grad_norm < 0:
             raise ValueError("patience, head_weight and max_grad_norm must be >= 0")
         if "@" not in self.metric:

@@ -7,13 +7,21 @@ import torch
 from torch.utils.data import Dataset
 
 
-def training_windows(train: list[np.ndarray], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def training_windows(train: list[np.ndarray], max_len: int,
+                     stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut each sequence into windows of at most ``max_len + 1`` items, from the end.
 
-    Window ``w`` gives inputs ``w[:-1]`` and targets ``w[1:]``; consecutive windows overlap
-    by one item so that every item after a user's first is a target exactly once per epoch.
+    Window ``w`` gives inputs ``w[:-1]`` and targets ``w[1:]``; every item after a user's
+    first is a target exactly once per epoch. Consecutive windows start ``stride`` items
+    apart (default ``max_len``: no overlap); with a smaller stride a window's targets are
+    only its newest ``stride`` ones (all of them in a user's oldest window), so each target
+    is predicted from at least ``max_len - stride`` earlier items when the user has them,
+    closer to inference, where the model reads the full ``max_len``.
     Returns inputs and targets, both (W, max_len), left-padded with -1 / -100.
     """
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride must be in [1, max_len={max_len}], got {stride}")
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     for seq in train:
@@ -25,9 +33,11 @@ def training_windows(train: list[np.ndarray], max_len: int) -> tuple[torch.Tenso
             y = np.full(max_len, -100, dtype=np.int64)
             x[max_len - len(w) + 1 :] = w[:-1]
             y[max_len - len(w) + 1 :] = w[1:]
+            if start > 0:  # older targets belong to the next (older) window
+                y[: max_len - stride] = -100
             xs.append(x)
             ys.append(y)
-            end = start + 1
+            end = start + 1 if start == 0 else end - stride
     if not xs:
         raise ValueError("no training sequence has 2 or more items: nothing to learn from")
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

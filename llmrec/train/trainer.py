@@ -162,7 +162,8 @@ class Trainer:
         acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision,
                           gradient_accumulation_steps=cfg.grad_accum, kwargs_handlers=[ddp],
                           log_with=tracker, project_dir=str(self.out) if self.out else None)
-        inputs, targets = training_windows(self.split.train, self.model.config.max_len)
+        inputs, targets = training_windows(self.split.train, self.model.config.max_len,
+                                           cfg.window_stride or None)
         data = EpochShuffled(inputs, targets, cfg.seed)
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False)
         groups = [{"params": list(self.model.parameters()), "lr": cfg.lr}]
