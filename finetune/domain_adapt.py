@@ -17,45 +17,24 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from llmrec.configs import parse_dataclass_args
 from llmrec.finetune import (
     AdaptModelArguments,
     AdaptTrainingArguments,
     CorpusArguments,
     adapt,
 )
-from llmrec.finetune.config import from_dict
 
 
 def parse(argv: list[str]) -> tuple[AdaptModelArguments, CorpusArguments,
                                      AdaptTrainingArguments]:
     """Arguments from flags, or from one .json/.yaml file (then flags override it)."""
-    parser = HfArgumentParser((AdaptModelArguments, CorpusArguments, AdaptTrainingArguments),
-                              description=__doc__.split("\n\n")[0])
-    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = Path(argv[0])
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            values = json.loads(text)
-        else:
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of argument names to values")
-        try:
-            groups = from_dict(values)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{path}: {err}") from err
-        if len(argv) == 1:
-            return groups
-        # flags after the file override it: reparse with the file's values as defaults
-        parser.set_defaults(**{k: v for g in groups for k, v in vars(g).items()})
-        argv = argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)  # type: ignore[return-value]
+    groups = (AdaptModelArguments, CorpusArguments, AdaptTrainingArguments)
+    parser = HfArgumentParser(groups, description=__doc__.split("\n\n")[0])
+    return parse_dataclass_args(parser, groups, argv)  # type: ignore[return-value]
 
 
 def main(argv: list[str] | None = None) -> int:

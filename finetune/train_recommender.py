@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from llmrec.configs import strict_from_dict
+from llmrec.configs import parse_dataclass_args
 from llmrec.data import load_dataset
 from llmrec.evaluation import EvalConfig, PopularityScorer, compare_markdown, evaluate
 from llmrec.models import EncoderConfig, LoraSettings, ModelConfig
@@ -46,23 +45,9 @@ GROUPS = (JobArguments, ModelConfig, TrainConfig)
 
 
 def parse(argv: list[str]) -> tuple[JobArguments, ModelConfig, TrainConfig]:
+    """Arguments from flags, or from one .json/.yaml file (then flags override it)."""
     parser = HfArgumentParser(GROUPS, description=__doc__.split("\n\n")[0])
-    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = Path(argv[0])
-        import yaml
-
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        known = {f.name: cls for cls in GROUPS for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        groups = tuple(strict_from_dict(cls, {k: v for k, v in values.items()
-                                              if known[k] is cls}) for cls in GROUPS)
-        if len(argv) == 1:
-            return groups  # type: ignore[return-value]
-        parser.set_defaults(**{k: v for g in groups for k, v in vars(g).items()})
-        argv = argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv)  # type: ignore[return-value]
+    return parse_dataclass_args(parser, GROUPS, argv)  # type: ignore[return-value]
 
 
 def main(argv: list[str] | None = None) -> int:
