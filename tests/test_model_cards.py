@@ -48,6 +48,7 @@ def test_ml100k_card_matches_the_main_jobs_model():
     for key in ("lr", "lr_schedule", "loss", "select", "batch_size"):
         assert training[key] == str(getattr(defaults, key)), key
     assert training["ema_decay"] == str(job["ema_decay"])
+    assert training["window_stride"] == str(job["window_stride"])
     # both test protocols are reported, and the model-index carries the figures
     assert "history masking off" in text and "history masking on" in text
     metrics = front["model-index"][0]["results"][0]["metrics"]
