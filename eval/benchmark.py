@@ -170,36 +170,47 @@ def recommend_speed(rec, ids: list[str], users: int = 200, batch: int = 256,
             "p99_ms": float(np.percentile(lat, 99)), "batch": batch, "users_per_s": per_s}
 
 
-def catalog_child(n_items: int) -> None:
-    """Run in a subprocess: one synthetic catalog's latency, throughput and peak RSS."""
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    rec, ids = synthetic_recommender(n_items)
-    build = time.perf_counter() - t0
-    result = recommend_speed(rec, ids) | {"build_s": build, "peak_rss_gib": peak_rss_gib()}
-    print(json.dumps(result))
+def child(args: argparse.Namespace) -> None:
+    """Run in a subprocess (so that nothing else runs beside it and its peak RSS is its own):
+    one measurement, printed as the last line of JSON."""
+    if args.child == "encoding":
+        result = encoding_speed(args)
+    else:
+        torch.set_num_threads(1)  # one user, one request: a serving setting
+        t0 = time.perf_counter()
+        if args.child == "ml-100k":
+            from llmrec import Recommender
+
+            rec = Recommender.from_pretrained(args.ml100k_model, cache_dir=args.cache_dir)
+            ids = list(rec.catalog.ids)
+        else:
+            rec, ids = synthetic_recommender(int(args.child))
+        build = time.perf_counter() - t0
+        result = recommend_speed(rec, ids) | {"build_s": build}
+    print(json.dumps(result | {"peak_rss_gib": peak_rss_gib()}))
 
 
-def speed(args: argparse.Namespace, ml100k_model: Path | None) -> dict:
-    out: dict = {"encoding": encoding_speed(args), "recommend": []}
+def _run_child(args: argparse.Namespace, what: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", what, "--ml100k-model", args.ml100k_model,
+           "--encode-texts", str(args.encode_texts), "--repeats", str(args.repeats)]
+    if args.cache_dir:
+        cmd += ["--cache-dir", args.cache_dir]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def speed(args: argparse.Namespace) -> dict:
+    out: dict = {"encoding": _run_child(args, "encoding"), "recommend": []}
     print(f"encoding: {out['encoding']}", flush=True)
-    torch.set_num_threads(1)
-    if ml100k_model is not None and ml100k_model.is_dir():
-        from llmrec import Recommender
-
-        rec = Recommender.from_pretrained(ml100k_model, cache_dir=args.cache_dir)
-        out["recommend"].append({"catalog": "ml-100k (trained)"}
-                                | recommend_speed(rec, list(rec.catalog.ids)))
-    for n in args.catalogs:
-        proc = subprocess.run([sys.executable, __file__, "--catalog-child", str(n)],
-                              capture_output=True, text=True, timeout=3600)
-        if proc.returncode != 0:
-            out["recommend"].append({"catalog": f"synthetic {n:,}", "error":
-                                     proc.stderr.strip().splitlines()[-1:]})
-            continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        out["recommend"].append({"catalog": f"synthetic {n:,}"} | row)
-        print(f"recommend {n:,}: {row}", flush=True)
+    names = (["ml-100k"] if Path(args.ml100k_model).is_dir() else []) + [
+        str(n) for n in args.catalogs]
+    for name in names:
+        row = _run_child(args, name)
+        label = "ml-100k (trained model)" if name == "ml-100k" else f"synthetic {int(name):,}"
+        out["recommend"].append({"catalog": label} | row)
+        print(f"recommend {label}: {row}", flush=True)
     return out
 
 
@@ -242,7 +253,7 @@ def markdown(results: dict) -> str:
             if "error" in r:
                 lines.append(f"| {r['catalog']} | failed: {r['error']} | | | |")
                 continue
-            rss = f"{r['peak_rss_gib']:.2f}" if "peak_rss_gib" in r else "-"
+            rss = f"{r['peak_rss_gib']:.2f}"
             lines.append(f"| {r['catalog']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                          f"{r['users_per_s']:.0f} | {rss} |")
         lines.append("\nrecommend(k=10), history of 50 items, 1 torch thread; batch of 256.")
@@ -286,10 +297,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="A trained ml-100k model for the latency row (skipped if absent).")
     parser.add_argument("--out", default="runs/benchmark")
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--catalog-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.catalog_child is not None:
-        catalog_child(args.catalog_child)
+    if args.child is not None:
+        child(args)
         return {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -297,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quality:
         results["quality"] = quality(args)
     if args.speed:
-        results["speed"] = speed(args, Path(args.ml100k_model))
+        results["speed"] = speed(args)
     md = markdown(results)
     print("\n" + md)
     (out / "benchmark.md").write_text(md + "\n")

@@ -148,17 +148,21 @@ class SeqRecModel(nn.Module):
 
     @torch.no_grad()
     def rank(
-        self, seq: torch.Tensor, *, top_n: int | None = None, exclude: torch.Tensor | None = None
+        self, seq: torch.Tensor, *, top_n: int | None = None, exclude: torch.Tensor | None = None,
+        report_masked: bool = True,
     ) -> RankOutput:
         """Two-stage ranking: dot-product retrieval of ``top_n`` candidates over the unmasked
-        catalog (``exclude`` (B, N) bool: True = never recommend), then the attention head."""
+        catalog (``exclude`` (B, N) bool: True = never recommend), then the attention head.
+        ``report_masked``: also return retrieval's top before the mask (``unmasked``, what
+        the mask kept out); off saves a top-k over the catalog when nothing can be blocked."""
         vectors = self.items.cached()  # (N, D)
         states = self.encode_history(seq, vectors)  # (B, L, D)
         retrieval = states[:, -1] @ vectors.T  # (B, N)
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
         unmasked = None
         if exclude is not None:
-            unmasked = retrieval.topk(n, dim=1).indices  # what the mask keeps out, reported
+            if report_masked:  # what the mask keeps out, reported
+                unmasked = retrieval.topk(n, dim=1).indices
             retrieval = retrieval.masked_fill(exclude, float("-inf"))
         top = retrieval.topk(n, dim=1)
         if self.config.head_top_n == 0:

@@ -270,14 +270,14 @@ class Recommender:
                 exclude[row, h] = True
         model.eval()
         seq = pad_left(idx, self.model_config.max_len)
-        out = model.rank(seq, top_n=max(k, self.model_config.head_top_n), exclude=exclude)
-        pop = torch.as_tensor(self.popularity, dtype=torch.float32).masked_fill(
-            torch.from_numpy(self.blocked), float("-inf"))
+        out = model.rank(seq, top_n=max(k, self.model_config.head_top_n), exclude=exclude,
+                         report_masked=bool(self.blocked.any()))
         results = []
         for row, h in enumerate(idx):
             res = RecommendationList(notes=notes[row])
             if len(h) == 0:
                 res.notes.append("empty history (cold-start user): most popular items")
+                pop = torch.as_tensor(self.popularity, dtype=torch.float32)
                 scores = pop.masked_fill(exclude[row], float("-inf"))
                 top = scores.topk(min(k, n))
                 items, values, attn = top.indices, top.values, None
