@@ -102,7 +102,10 @@ class Recommender:
         if self._encoder is None:
             self._encoder = ItemTextEncoder(self.encoder_config)
             # an adapter_path without lora settings brings its own: keep them with the model
-            self.encoder_config.lora = self._encoder.config.lora
+            # (a copy: the caller's config object is left as it was)
+            if self.encoder_config.lora != self._encoder.config.lora:
+                self.encoder_config = dataclasses.replace(self.encoder_config,
+                                                          lora=self._encoder.config.lora)
         return self._encoder
 
     def encode_texts(self, texts: Sequence[str], *, show_progress: bool = True) -> np.ndarray:
