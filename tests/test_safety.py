@@ -197,3 +197,16 @@ def test_offline_config_checks():
         OfflineToxicityClassifier(lexicon_path="/nonexistent/lexicon.yaml")
     with pytest.raises(ValueError, match="action must be one of"):
         Reason("r", "l", action="maybe")
+
+
+def test_profanity_probabilities_equal_the_packages_own():
+    """The array fast path computes exactly alt-profanity-check's predict_prob."""
+    import profanity_check
+
+    from llmrec.safety.offline import _linear_profanity, profanity_probabilities
+
+    assert _linear_profanity() is not None  # the shipped model has the expected structure
+    texts = ["you are a stupid idiot", "Kill Bill: Vol. 1", "a lovely family film",
+             "what the f*** is this crap", "Because you watched Alien and Aliens", ""]
+    np.testing.assert_allclose(profanity_probabilities(texts),
+                               profanity_check.predict_prob(texts), rtol=0, atol=1e-12)

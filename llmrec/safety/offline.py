@@ -26,11 +26,41 @@ def _profanity_module() -> Any:
     return profanity_check
 
 
+@cache
+def _linear_profanity() -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """alt-profanity-check's model as plain arrays: (vectorizer, W (5, V), bias, a, b).
+
+    Its model is a CalibratedClassifierCV of 5 LinearSVCs with sigmoid calibration; calling
+    it costs ~8 ms per call whatever the batch (sklearn's per-call overhead), the same
+    arithmetic on arrays ~0.3 ms. None when the shipped model has another structure (then
+    its own ``predict_prob`` is used)."""
+    module = _profanity_module()
+    inner = getattr(module, "profanity_check", module)
+    model, vectorizer = getattr(inner, "model", None), getattr(inner, "vectorizer", None)
+    try:
+        parts = model.calibrated_classifiers_  # type: ignore[union-attr]
+        if getattr(model, "method", None) != "sigmoid" or list(parts[0].classes) != [0, 1]:
+            return None
+        w = np.stack([np.asarray(c.estimator.coef_, dtype=np.float64).ravel() for c in parts])
+        bias = np.array([float(np.ravel(c.estimator.intercept_)[0]) for c in parts])
+        a = np.array([float(c.calibrators[0].a_) for c in parts])
+        b = np.array([float(c.calibrators[0].b_) for c in parts])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return vectorizer, w, bias, a, b
+
+
 def profanity_probabilities(texts: list[str]) -> np.ndarray:
-    """alt-profanity-check's ``predict_prob``: P(offensive) per text (linear SVM, bag of words)."""
+    """alt-profanity-check's ``predict_prob``: P(offensive) per text (linear SVM, bag of words),
+    computed from its weights directly (equal to ``predict_prob``, tested)."""
     if not texts:
         return np.zeros(0, dtype=np.float64)
-    return np.asarray(_profanity_module().predict_prob(list(texts)), dtype=np.float64)
+    fast = _linear_profanity()
+    if fast is None:
+        return np.asarray(_profanity_module().predict_prob(list(texts)), dtype=np.float64)
+    vectorizer, w, bias, a, b = fast
+    d = np.asarray(vectorizer.transform(list(texts)) @ w.T) + bias  # (n, 5) SVM margins
+    return (1.0 / (1.0 + np.exp(a * d + b))).mean(axis=1)  # sigmoid calibration, averaged
 
 
 class ProfanityCheckClassifier:
