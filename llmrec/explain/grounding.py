@@ -41,8 +41,12 @@ class PhraseIndex:
             self._map.setdefault(key, set()).update(owners)
             if not lower and words > 1:
                 self._folded.setdefault(tuple(t.lower() for t in key), set()).update(owners)
-        self._first = {k[0] for k in self._map} | {k[0] for k in self._folded}
-        self._longest = max((len(k) for k in self._map), default=0)
+        # first token -> the phrase lengths starting with it, longest first (only those are
+        # tried at a position: a text is scanned in time linear in its tokens)
+        lengths: dict[str, set[int]] = {}
+        for k in (*self._map, *self._folded):
+            lengths.setdefault(k[0], set()).add(len(k))
+        self._lengths = {t: sorted(n, reverse=True) for t, n in lengths.items()}
 
     def _owners(self, key: tuple[str, ...]) -> set[int] | None:
         if key in self._map:
@@ -55,16 +59,18 @@ class PhraseIndex:
         toks = [t.lower() if self.lower else t for t, _, _ in spans]
         out, i = [], 0
         while i < len(toks):
-            if toks[i] in self._first or toks[i].lower() in self._first:
-                for n in range(min(self._longest, len(toks) - i), 0, -1):
-                    owners = self._owners(tuple(toks[i:i + n]))
-                    if owners is not None:
-                        start, end = spans[i][1], spans[i + n - 1][2]
-                        out.append((text[start:end], owners, start, end))
-                        i += n
-                        break
-                else:
-                    i += 1
+            tried = self._lengths.get(toks[i], [])
+            if toks[i].lower() != toks[i]:
+                tried = sorted({*tried, *self._lengths.get(toks[i].lower(), [])}, reverse=True)
+            for n in tried:
+                if n > len(toks) - i:
+                    continue
+                owners = self._owners(tuple(toks[i:i + n]))
+                if owners is not None:
+                    start, end = spans[i][1], spans[i + n - 1][2]
+                    out.append((text[start:end], owners, start, end))
+                    i += n
+                    break
             else:
                 i += 1
         return out
