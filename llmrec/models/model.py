@@ -267,18 +267,23 @@ def training_loss(
     head_positions: int = 8,
     sampled: tuple[torch.Tensor, ...] | None = None,
     candidate_text: torch.Tensor | None = None,
+    seen: torch.Tensor | None = None,
 ) -> TrainOutput:
     """Next-item cross-entropy at every position, plus the head's re-ranking loss.
 
     ``seq`` (B, L) left-padded histories, ``targets`` (B, L) next items (-100 = none).
     ``sampled`` = (candidates, log_q, labels) switches to sampled softmax with log-Q
     correction; ``candidate_text`` (C, text_dim) then gives the candidates' live text
-    embeddings (encoder fine-tuning).
+    embeddings (encoder fine-tuning). ``seen`` (N,) bool: the items that occur in the
+    training data; the full softmax leaves the others out, so items never seen in training
+    (new or cold-start items) are not taught to score low merely for being absent.
     """
     vectors = model.items()  # (N, D)
     states = model.encode_history(seq, vectors)  # (B, L, D)
     if sampled is None:
         logits = states @ vectors.T  # (B, L, N)
+        if seen is not None:
+            logits = logits.masked_fill(~seen, torch.finfo(logits.dtype).min)
         retrieval = nn.functional.cross_entropy(
             logits.flatten(0, 1), targets.flatten(), ignore_index=-100
         )

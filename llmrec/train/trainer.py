@@ -183,6 +183,9 @@ class Trainer:
             acc.register_for_checkpointing(ema)
         first_live = cfg.epochs - cfg.encoder_epochs
         popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
+        # items absent from training are left out of the full softmax (see training_loss)
+        seen = torch.as_tensor(self.split.item_counts() > 0, device=acc.device)
+        seen = None if bool(seen.all()) else seen
         sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
         # best: highest validation score so far (its per-case values in self._best_cases);
@@ -228,6 +231,8 @@ class Trainer:
                 if live:
                     kwargs |= {"live": True, "encoder_items": cfg.encoder_items,
                                "popularity": popularity, "generator": sampler}
+                if cfg.loss == "full" and seen is not None:
+                    kwargs["seen"] = seen
                 if cfg.loss == "sampled":
                     kwargs["sampled"] = sampled_candidates(
                         tgt, self.model.n_items, cfg.n_negatives, popularity, sampler)
