@@ -18,11 +18,21 @@ def strict_from_dict(cls: type[T], values: dict[str, Any]) -> T:
     return cls(**values)
 
 
+def groups_from_dict(groups: tuple[type, ...], values: dict[str, Any]) -> tuple:
+    """One instance of each dataclass in ``groups`` from one flat dict (each key goes to the
+    group that has that field); an unknown key is a ``ValueError`` naming it."""
+    owner = {f.name: cls for cls in groups for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(owner))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown}; allowed: {sorted(owner)}")
+    return tuple(strict_from_dict(cls, {k: v for k, v in values.items() if owner[k] is cls})
+                 for cls in groups)
+
+
 def parse_dataclass_args(parser: Any, groups: tuple[type, ...], argv: list[str]) -> tuple:
     """Dataclass groups from flags (an ``HfArgumentParser`` over ``groups``), or from one
     JSON/YAML file given first, whose values later flags override. Every key of the file must
     belong to one group; an unknown key is an error naming the file and the key."""
-    from dataclasses import fields as dc_fields
     from pathlib import Path
 
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
@@ -38,13 +48,8 @@ def parse_dataclass_args(parser: Any, groups: tuple[type, ...], argv: list[str])
             values = yaml.safe_load(text) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of argument names to values")
-        owner = {f.name: cls for cls in groups for f in dc_fields(cls)}
-        unknown = sorted(set(values) - set(owner))
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(owner)}")
         try:
-            built = tuple(strict_from_dict(cls, {k: v for k, v in values.items()
-                                                 if owner[k] is cls}) for cls in groups)
+            built = groups_from_dict(groups, values)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: {err}") from err
         if len(argv) == 1:

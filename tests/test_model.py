@@ -298,15 +298,11 @@ def test_items_absent_from_training_are_not_pushed_down():
     tgt = torch.tensor([[2, 3, 4]])
     seen = torch.ones(N_ITEMS, dtype=torch.bool)
     seen[7] = False
-    out = training_loss(model, seq, tgt, head_weight=0.0, seen=seen)
-    out.retrieval_loss.backward()
-    vectors = model.items()
     # the loss does not depend on item 7's vector: perturbing its text changes nothing
     with torch.no_grad():
         before = training_loss(model, seq, tgt, head_weight=0.0, seen=seen).retrieval_loss
         model.items.text[7] += 5.0
         after = training_loss(model, seq, tgt, head_weight=0.0, seen=seen).retrieval_loss
         changed = training_loss(model, seq, tgt, head_weight=0.0).retrieval_loss
-    assert vectors.shape[0] == N_ITEMS
     torch.testing.assert_close(before, after)
     assert not torch.isclose(after, changed)

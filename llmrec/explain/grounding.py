@@ -41,12 +41,13 @@ class PhraseIndex:
             self._map.setdefault(key, set()).update(owners)
             if not lower and words > 1:
                 self._folded.setdefault(tuple(t.lower() for t in key), set()).update(owners)
-        # first token -> the phrase lengths starting with it, longest first (only those are
-        # tried at a position: a text is scanned in time linear in its tokens)
+        # first token -> the phrase lengths starting with it (only those are tried at a
+        # position, longest first: a text is scanned in time linear in its tokens)
         lengths: dict[str, set[int]] = {}
         for k in (*self._map, *self._folded):
             lengths.setdefault(k[0], set()).add(len(k))
-        self._lengths = {t: sorted(n, reverse=True) for t, n in lengths.items()}
+        self._lengths = lengths
+        self._tried: dict[str, list[int]] = {}  # token -> lengths to try (memoised)
 
     def _owners(self, key: tuple[str, ...]) -> set[int] | None:
         if key in self._map:
@@ -59,9 +60,11 @@ class PhraseIndex:
         toks = [t.lower() if self.lower else t for t, _, _ in spans]
         out, i = [], 0
         while i < len(toks):
-            tried = self._lengths.get(toks[i], [])
-            if toks[i].lower() != toks[i]:
-                tried = sorted({*tried, *self._lengths.get(toks[i].lower(), [])}, reverse=True)
+            tried = self._tried.get(toks[i])
+            if tried is None:  # its own case, or lower-cased for multi-word phrases
+                both = self._lengths.get(toks[i], set()) | self._lengths.get(toks[i].lower(),
+                                                                             set())
+                tried = self._tried[toks[i]] = sorted(both, reverse=True)
             for n in tried:
                 if n > len(toks) - i:
                     continue

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llmrec.configs import strict_from_dict
+from llmrec.configs import groups_from_dict
 from llmrec.models.encoder_config import POOLING, EncoderConfig, LoraSettings
 
 OBJECTIVES = ("auto", "simcse", "pairs", "mlm", "clm")
@@ -189,14 +189,4 @@ def to_dict(*groups: Any) -> dict[str, Any]:
 def from_dict(values: dict[str, Any]) -> tuple[AdaptModelArguments, CorpusArguments,
                                                AdaptTrainingArguments]:
     """The three groups from one flat dict; an unknown key is an error naming it."""
-    from dataclasses import fields
-
-    known = {f.name for cls in ARGUMENT_GROUPS for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown}; allowed: {sorted(known)}")
-    return tuple(  # type: ignore[return-value]
-        strict_from_dict(cls, {k: v for k, v in values.items()
-                               if k in {f.name for f in fields(cls)}})
-        for cls in ARGUMENT_GROUPS
-    )
+    return groups_from_dict(ARGUMENT_GROUPS, values)  # type: ignore[return-value]
