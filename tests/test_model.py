@@ -102,6 +102,18 @@ def test_exclude_mask_is_never_ranked():
     assert set(finite.tolist()) == {8, 9, 10, 11}
 
 
+def test_shared_mask_and_row_exclusions_are_never_ranked():
+    model = tiny_model().eval()
+    seq = pad_left([np.array([1, 2]), np.array([3])], 7)
+    blocked = torch.zeros(N_ITEMS, dtype=torch.bool)
+    blocked[:6] = True
+    out = model.rank(seq, top_n=N_ITEMS, exclude=blocked, exclude_rows=[[6, 7], [8]])
+    kept = [set(out.items[r][torch.isfinite(out.scores[r])].tolist()) for r in range(2)]
+    assert kept == [set(range(8, N_ITEMS)), {6, 7, *range(9, N_ITEMS)}]
+    # what the shared mask kept out is reported after the row exclusions
+    assert not set(out.unmasked[0, : N_ITEMS - 2].tolist()) & {6, 7}
+
+
 @pytest.mark.parametrize(("stride", "n_windows"), [(None, 4), (4, 4), (2, 5), (1, 7)])
 def test_windows_cover_every_target_once(stride, n_windows):
     x, y = training_windows([np.arange(10), np.array([3]), np.array([4, 5])], max_len=4,

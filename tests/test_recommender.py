@@ -234,6 +234,25 @@ def test_score_items_matches_recommend(trained):
     np.testing.assert_allclose(scores, [r.score for r in out], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [0.0, 1.0])
+def test_recommend_equals_full_ranking_at_any_head_weight(trained, scale):
+    """At head weight 0 only the top k are retrieved (the head reorders nothing): the list
+    must still be the full-catalog ranking, with the head's evidence."""
+    rec, _, _ = trained
+    kept = float(rec.model.head_scale)
+    rec.model.head_scale.fill_(scale)
+    try:
+        history = ["m0", "m1", "m2"]
+        out = rec.recommend(history, k=4)
+        scores = rec.score_items([history] * N_ITEMS, [f"m{i}" for i in range(N_ITEMS)])
+    finally:
+        rec.model.head_scale.fill_(kept)
+    expected = [f"m{i}" for i in np.argsort(-scores, kind="stable") if i > 2][:4]
+    if scale == 0.0:  # the head's top-5 re-ranking can differ from the full ranking otherwise
+        assert out.item_ids == expected
+    assert all(r.evidence for r in out)
+
+
 def test_model_card_is_written_and_updated_not_overwritten(trained, tmp_path):
     import yaml
 

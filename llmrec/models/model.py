@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,21 +150,31 @@ class SeqRecModel(nn.Module):
     @torch.no_grad()
     def rank(
         self, seq: torch.Tensor, *, top_n: int | None = None, exclude: torch.Tensor | None = None,
+        exclude_rows: Sequence[np.ndarray | Sequence[int]] | None = None,
         report_masked: bool = True,
     ) -> RankOutput:
         """Two-stage ranking: dot-product retrieval of ``top_n`` candidates over the unmasked
-        catalog (``exclude`` (B, N) bool: True = never recommend), then the attention head.
-        ``report_masked``: also return retrieval's top before the mask (``unmasked``, what
-        the mask kept out); off saves a top-k over the catalog when nothing can be blocked."""
+        catalog, then the attention head.
+
+        ``exclude`` (N,) or (B, N) bool, True = never recommend (e.g. the safety mask, shared
+        by every row); ``exclude_rows``: per row, item indices never recommended to that row
+        (e.g. the user's own history), applied sparsely. ``report_masked``: also return
+        retrieval's top before ``exclude`` (``unmasked``, what the mask kept out, after the row
+        exclusions); off saves a top-k over the catalog when nothing can be blocked."""
         vectors = self.items.cached()  # (N, D)
         states = self.encode_history(seq, vectors)  # (B, L, D)
-        retrieval = states[:, -1] @ vectors.T  # (B, N)
+        retrieval = states[:, -1] @ vectors.T  # (B, N), a fresh tensor: masked in place below
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
+        if exclude_rows is not None:
+            rows = np.repeat(np.arange(len(exclude_rows)), [len(r) for r in exclude_rows])
+            if len(rows):
+                cols = np.concatenate([np.asarray(r, dtype=np.int64) for r in exclude_rows])
+                retrieval[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
         unmasked = None
         if exclude is not None:
             if report_masked:  # what the mask keeps out, reported
                 unmasked = retrieval.topk(n, dim=1).indices
-            retrieval = retrieval.masked_fill(exclude, float("-inf"))
+            retrieval.masked_fill_(exclude, float("-inf"))
         top = retrieval.topk(n, dim=1)
         if self.config.head_top_n == 0:
             return RankOutput(top.indices, top.values, None, unmasked)

@@ -267,38 +267,45 @@ class Recommender:
         idx = [self._history_indices(h, on_unknown, n) for h, n in zip(histories, notes,
                                                                         strict=True)]
         n = model.n_items
-        exclude = torch.from_numpy(np.tile(self.blocked, (len(idx), 1)))  # (B, N)
-        if exclude_history:
-            for row, h in enumerate(idx):
-                exclude[row, h] = True
+        blocked = self._blocked_tensor()  # (N,) shared by every row
         model.eval()
         seq = pad_left(idx, self.model_config.max_len)
-        out = model.rank(seq, top_n=max(k, self.model_config.head_top_n), exclude=exclude,
+        # the head re-ranks retrieval's top head_top_n; at weight 0 it reorders nothing and only
+        # its attention over the k shown items is needed (for the evidence)
+        top_n = k if float(model.head_scale) == 0.0 else max(k, self.model_config.head_top_n)
+        out = model.rank(seq, top_n=top_n,
+                         exclude=blocked if self.blocked.any() else None,
+                         exclude_rows=idx if exclude_history else None,
                          report_masked=bool(self.blocked.any()))
+        # the strongest history positions per candidate, for all rows at once: (B, C, E)
+        evidence_pos = None
+        if out.attention is not None:
+            e = min(N_EVIDENCE, out.attention.shape[-1])
+            evidence_pos = out.attention[:, :k].topk(e, dim=-1).indices.tolist()
         results = []
         for row, h in enumerate(idx):
             res = RecommendationList(notes=notes[row])
             if len(h) == 0:
                 res.notes.append("empty history (cold-start user): most popular items")
-                pop = torch.as_tensor(self.popularity, dtype=torch.float32)
-                scores = pop.masked_fill(exclude[row], float("-inf"))
+                scores = torch.as_tensor(self.popularity, dtype=torch.float32)
+                scores = scores.masked_fill(blocked, float("-inf"))
                 top = scores.topk(min(k, n))
-                items, values, attn = top.indices, top.values, None
+                items, values, attn, pos = top.indices, top.values, None, None
             else:
-                items, values = out.items[row], out.scores[row]
+                items, values = out.items[row, :k], out.scores[row, :k]
                 attn = out.attention[row] if out.attention is not None else None
-            hist_pos = seq[row]
+                pos = evidence_pos[row] if evidence_pos is not None else None
+            hist_pos = seq[row].tolist()
             for rank, (item, score) in enumerate(zip(items.tolist(), values.tolist(),
                                                      strict=True)):
                 if len(res.items) == k or score == float("-inf"):
                     break
                 evidence = []
-                if attn is not None:
-                    w = attn[rank]
-                    for p in w.argsort(descending=True)[:N_EVIDENCE].tolist():
+                if attn is not None and pos is not None:
+                    for p in pos[rank]:
                         if hist_pos[p] >= 0:
-                            j = int(hist_pos[p])
-                            evidence.append(Evidence(catalog.ids[j], float(w[p]),
+                            j = hist_pos[p]
+                            evidence.append(Evidence(catalog.ids[j], float(attn[rank, p]),
                                                      catalog.text(j)))
                 res.items.append(Recommendation(catalog.ids[item], float(score),
                                                 catalog.text(item), len(res.items) + 1,
@@ -315,6 +322,14 @@ class Recommender:
             cfg = explain if isinstance(explain, ExplainConfig) else None
             self.explainer(cfg).explain_lists(histories, results)
         return results
+
+    def _blocked_tensor(self) -> torch.Tensor:
+        """The safety mask as a (N,) bool tensor (converted once per mask)."""
+        assert self.blocked is not None
+        cached = getattr(self, "_blocked_t", None)
+        if cached is None or cached[0] is not self.blocked:
+            cached = self._blocked_t = (self.blocked, torch.from_numpy(self.blocked))
+        return cached[1]
 
     @torch.no_grad()
     def score_items(self, histories: Sequence[Sequence[str]],
