@@ -157,6 +157,26 @@ def test_occlusion_evidence_uses_score_drops(safety):
         Explainer(cat, ExplainConfig(evidence="occlusion"))
 
 
+@pytest.mark.parametrize(("scope", "recent", "tried"), [
+    ("all", 4, {"a1", "a2", "h1", "t1"}),  # every history item
+    ("attended", 1, {"a2", "t1"}),  # the head's evidence + the most recent one
+    ("attended", 0, {"a2"}),
+])
+def test_occlusion_tries_only_the_configured_positions(safety, scope, recent, tried):
+    cat = movie_catalog()
+    history = ["a1", "a2", "h1", "t1"]
+    seen: list[set[str]] = []
+
+    def scorer(histories, item_ids):  # records which item each variant leaves out
+        seen.extend(set(history) - set(h) for h in histories[1:])
+        return np.array([[float(len(h))] * len(item_ids) for h in histories])
+
+    cfg = ExplainConfig(occlusion_positions=scope, occlusion_recent=recent)
+    e = Explainer(cat, cfg, safety, scorer=scorer).explain(history, rec("p1", ("a2", 0.9)))
+    assert set().union(*seen) == tried and all(len(s) == 1 for s in seen)
+    assert {c.item_id for c in e.evidence} <= tried
+
+
 def test_toxic_llm_output_falls_back_to_template(safety):
     toxic = 'You watched "Aliens", so I will find you and kill you.'
     ex = Explainer(movie_catalog(), ExplainConfig(method="llm"), safety,
@@ -223,6 +243,8 @@ def test_tiny_random_llm_fails_grounding_and_falls_back(tmp_path_factory, safety
     ({"method": "gpt"}, r"method must be one of \('template', 'llm'\), got 'gpt'"),
     ({"evidence": "saliency"}, r"evidence must be one of \('auto', 'occlusion', 'attention'\)"),
     ({"n_evidence": 0}, r"n_evidence must be an int >= 1, got 0"),
+    ({"occlusion_positions": "some"}, r"occlusion_positions must be one of \('attended', 'all'\)"),
+    ({"occlusion_recent": -1}, r"occlusion_recent must be an int >= 0, got -1"),
     ({"batch_size": 1.5}, r"batch_size must be an int >= 1"),
     ({"language": "English!"}, r"language must be a language code"),
     ({"language": "fr"}, r"language 'fr' has no shipped template; .*\['de', 'en'\]"),

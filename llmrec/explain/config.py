@@ -10,6 +10,7 @@ from llmrec.configs import strict_from_dict
 
 METHODS = ("template", "llm")
 EVIDENCE = ("auto", "occlusion", "attention")
+OCCLUSION_POSITIONS = ("attended", "all")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
 
 
@@ -54,6 +55,19 @@ class ExplainConfig:
                   "strongest weights (free, but on ml-100k hardly more faithful than a random "
                   "history item); 'auto' = occlusion when a scorer is given, else attention."},
     )
+    occlusion_positions: str = field(
+        default="attended",
+        metadata={"help": f"One of {OCCLUSION_POSITIONS}: the history items occlusion tries. "
+                  "'all' = every item the model reads (one history variant each: the exact "
+                  "strongest; ~50 variants at max_len 50); 'attended' = the items the scoring "
+                  "head attends to most for any of the user's recommendations, plus the "
+                  "`occlusion_recent` most recent (a fraction of the variants; a cited item "
+                  "still lowers the score when removed, by construction)."},
+    )
+    occlusion_recent: int = field(
+        default=4, metadata={"help": "'attended' occlusion also tries this many most recent "
+                             "history items (0 = none)."}
+    )
     n_evidence: int = field(
         default=2, metadata={"help": "History items cited per explanation (at most)."}
     )
@@ -84,6 +98,13 @@ class ExplainConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.evidence not in EVIDENCE:
             raise ValueError(f"evidence must be one of {EVIDENCE}, got {self.evidence!r}")
+        if self.occlusion_positions not in OCCLUSION_POSITIONS:
+            raise ValueError(f"occlusion_positions must be one of {OCCLUSION_POSITIONS}, got "
+                             f"{self.occlusion_positions!r}")
+        if not isinstance(self.occlusion_recent, int) or isinstance(self.occlusion_recent, bool) \
+                or self.occlusion_recent < 0:
+            raise ValueError(f"occlusion_recent must be an int >= 0, got "
+                             f"{self.occlusion_recent!r}")
         if not isinstance(self.language, str) or not _LANGUAGE.match(self.language):
             raise ValueError(f"language must be a language code such as 'en' or 'pt_BR', got "
                              f"{self.language!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,10 +55,12 @@ def recommender_scorer(rec: Any) -> Scorer:
 
 
 def occlusion_drops(scorer: Scorer, history: Sequence[str], item_ids: Sequence[str],
-                    window: int | None = None) -> np.ndarray:
+                    window: int | None = None,
+                    positions: Iterable[int] | None = None) -> np.ndarray:
     """(len(item_ids), len(history)) score drops: ``score(item | history) - score(item |
     history without position j)``, in one batched ``scorer`` call. Positions before the
-    model's ``window`` (the most recent items it reads) cannot matter: their drop is -inf."""
+    model's ``window`` (the most recent items it reads) cannot matter, and positions left out
+    of ``positions`` (None = all) are not tried: their drop is -inf."""
     history = list(history)
     n, k = len(history), len(item_ids)
     drops = np.full((k, n), -np.inf)
@@ -66,8 +68,22 @@ def occlusion_drops(scorer: Scorer, history: Sequence[str], item_ids: Sequence[s
         return drops
     lo = 0 if window is None else max(0, n - window - 1)  # one more: it slides into view
     kept = history[lo:]
-    positions = range(max(0, n - window) if window is not None else 0, n)
-    variants = [kept] + [kept[:j - lo] + kept[j - lo + 1:] for j in positions]
+    first = max(0, n - window) if window is not None else 0
+    tried = range(first, n) if positions is None else sorted(
+        {int(j) for j in positions if first <= int(j) < n})
+    if not tried:
+        return drops
+    variants = [kept] + [kept[:j - lo] + kept[j - lo + 1:] for j in tried]
     scores = np.asarray(scorer(variants, list(item_ids)), dtype=np.float64)  # (1 + P, K)
-    drops[:, list(positions)] = (scores[:1] - scores[1:]).T
+    drops[:, list(tried)] = (scores[:1] - scores[1:]).T
     return drops
+
+
+def attended_positions(history: Sequence[str], recommendations: Sequence[Any],
+                       recent: int) -> list[int]:
+    """History positions worth occluding: every occurrence of an item the scoring head
+    attends to most for any of ``recommendations`` (their ``evidence``), plus the ``recent``
+    most recent positions."""
+    attended = {e.item_id for r in recommendations for e in getattr(r, "evidence", None) or []}
+    n = len(history)
+    return [j for j, h in enumerate(history) if h in attended or j >= n - recent]

@@ -15,6 +15,7 @@ from llmrec.explain.attributes import ItemFacts
 from llmrec.explain.config import ExplainConfig
 from llmrec.explain.evidence import (
     Scorer,
+    attended_positions,
     attention_ranking,
     occlusion_drops,
     recommender_scorer,
@@ -120,7 +121,11 @@ class Explainer:
             ranked = [[(i, w, None) for i, w in a.items()] for a in attention]
         else:
             assert self.scorer is not None
-            drops = occlusion_drops(self.scorer, history, [r.item_id for r in recs], self.window)
+            cfg = self.config
+            tried = (None if cfg.occlusion_positions == "all"
+                     else attended_positions(history, recs, cfg.occlusion_recent))
+            drops = occlusion_drops(self.scorer, history, [r.item_id for r in recs], self.window,
+                                    tried)
             ranked = []
             for row, att in zip(drops, attention, strict=True):
                 items: dict[str, float] = {}
