@@ -43,7 +43,8 @@ def recommender_scorer(rec: Any) -> Scorer:
     @torch.no_grad()
     def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str]) -> np.ndarray:
         model, catalog = rec.model, rec.catalog
-        model.eval()
+        if model.training:
+            model.eval()
         seq = pad_left([catalog.indices(h) for h in histories], rec.model_config.max_len)
         vectors = model.items.cached()
         states = model.encode_history(seq, vectors)

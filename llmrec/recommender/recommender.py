@@ -268,7 +268,8 @@ class Recommender:
                                                                         strict=True)]
         n = model.n_items
         blocked = self._blocked_tensor()  # (N,) shared by every row
-        model.eval()
+        if model.training:  # eval() walks every submodule: ~1 ms a request
+            model.eval()
         seq = pad_left(idx, self.model_config.max_len)
         # the head re-ranks retrieval's top head_top_n; at weight 0 it reorders nothing and only
         # its attention over the k shown items is needed (for the evidence)
@@ -343,7 +344,8 @@ class Recommender:
         idx = [self._history_indices(h, "error", []) for h in histories]
         seq = pad_left(idx, self.model_config.max_len)
         target = torch.as_tensor(self.catalog.indices(item_ids))[:, None]  # (B, 1)
-        model.eval()
+        if model.training:
+            model.eval()
         with torch.no_grad():
             vectors = model.items.cached()
             states = model.encode_history(seq, vectors)
