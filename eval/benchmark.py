@@ -252,7 +252,8 @@ def markdown(results: dict) -> str:
                   "", f"{e['texts']} texts, batch 64; max |difference| of the embeddings "
                   f"{e['max_abs_diff']:.1e}. Unchanged catalog re-encoded through the cache in "
                   f"{e['unchanged_reencode_s']:.2f} s (first time {e['first_encode_s']:.1f} s).",
-                  "", "| catalog | torch threads | p50 ms | p99 ms | users/s (batch) | peak RSS GiB |",
+                  "",
+                  "| catalog | torch threads | p50 ms | p99 ms | users/s (batch) | peak RSS GiB |",
                   "|---|---|---|---|---|---|"]
         for r in s["recommend"]:
             if "error" in r:
