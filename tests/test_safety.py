@@ -66,7 +66,7 @@ def test_verdict_structure_and_reasons(flt):
     bad, good = verdicts
     assert bad.blocked and not good.blocked and good.reasons == []
     assert bad.text.startswith("Cancel")
-    labels = {"toxicity", *LEXICON_LABELS, "policy"}
+    labels = {"toxicity", *LEXICON_LABELS, "semantic", "policy"}
     assert set(bad.scores) == labels == set(good.scores)
     assert all(0.0 <= s <= 1.0 for s in bad.scores.values())
     threat = next(r for r in bad.reasons if r.label == "threat")
@@ -102,7 +102,7 @@ def test_profanity_score_needs_a_target():
     clf = OfflineToxicityClassifier()
     scores = clf.score(["Kick-Ass (2010)", "you kick-ass loser"])
     assert scores["toxicity"][0] < 0.5 <= scores["toxicity"][1]
-    rules_only = OfflineToxicityClassifier(use_profanity_model=False)
+    rules_only = OfflineToxicityClassifier(use_profanity_model=False, semantic=False)
     assert rules_only.labels == LEXICON_LABELS
     assert set(rules_only.score(["x"])) == set(LEXICON_LABELS)
 

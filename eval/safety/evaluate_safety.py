@@ -1,6 +1,6 @@
 """Recall on harmful texts and false-block rate on benign ones, per safety backend.
 
-    .venv/bin/python eval/safety/evaluate_safety.py            # eval set + holdout
+    .venv/bin/python eval/safety/evaluate_safety.py            # holdout + the training sets
     .venv/bin/python eval/safety/evaluate_safety.py --ml100k   # + MovieLens-100k titles (benign)
     .venv/bin/python eval/safety/evaluate_safety.py \
         --detoxify-checkpoint toxic_original-c1212f89.ckpt --detoxify-config ./bert-base-uncased
@@ -89,8 +89,12 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
         "offline (default)": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon), policy
         ),
-        "rules only (lexicon, no profanity model)": lambda: SafetyFilter(
-            OfflineToxicityClassifier(use_profanity_model=False, lexicon_path=args.lexicon), policy
+        "offline without the learned layer": lambda: SafetyFilter(
+            OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic=False), policy
+        ),
+        "rules only (lexicon; no profanity model, no learned layer)": lambda: SafetyFilter(
+            OfflineToxicityClassifier(use_profanity_model=False, lexicon_path=args.lexicon,
+                                      semantic=False), policy
         ),
         "profanity-check alone (baseline)": lambda: SafetyFilter(
             ProfanityCheckClassifier(), policy
@@ -132,9 +136,15 @@ def table(title: str, results: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--eval", type=Path, default=HERE / "safety_eval.jsonl")
-    parser.add_argument("--holdout", type=Path, default=HERE / "safety_holdout.jsonl")
-    parser.add_argument("--skip-holdout", action="store_true", help="While tuning: eval only.")
+    data = HERE.parent.parent / "llmrec" / "safety" / "data"
+    parser.add_argument("--eval", type=Path, default=data / "examples_set1.jsonl",
+                        help="Set 1 (lexicon tuning set; training data of the learned layer).")
+    parser.add_argument("--holdout", type=Path, default=data / "examples_set2.jsonl",
+                        help="Set 2 (the first holdout; training data of the learned layer).")
+    parser.add_argument("--holdout2", type=Path, default=HERE / "safety_holdout2.jsonl",
+                        help="The clean holdout: never used for tuning or training.")
+    parser.add_argument("--skip-holdout", action="store_true",
+                        help="While tuning: set 1 only (no holdout is scored).")
     parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")
     parser.add_argument("--policy", help="Policy file (default: prompts/safety_policy.yaml).")
     parser.add_argument("--ml100k", action="store_true", help="Add MovieLens-100k titles.")
@@ -148,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
     args = parser.parse_args(argv)
 
-    sets = {"eval set": read_set(args.eval)}
+    sets = {}
     if not args.skip_holdout:
-        sets["holdout set"] = read_set(args.holdout)
+        sets["holdout 2 (clean: never tuned or trained on)"] = read_set(args.holdout2)
+    sets["set 1 (lexicon tuning + learned-layer training)"] = read_set(args.eval)
+    if not args.skip_holdout:
+        sets["set 2 (old holdout; learned-layer training)"] = read_set(args.holdout)
     if args.ml100k:
         sets["MovieLens-100k catalog (all benign)"] = ml100k_rows(args.ml100k_cache)
     found, notes = backends(args)

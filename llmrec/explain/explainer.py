@@ -232,7 +232,8 @@ class Explainer:
         done: dict[int, tuple[_Candidate, bool | None]] = {}
         pending = list(range(len(chains)))
         while pending:
-            verdicts = self._safety.check([chains[i][pos[i]][0] for i in pending])
+            verdicts = self._safety.check([chains[i][pos[i]][0] for i in pending],
+                                          [chains[i][pos[i]][1] == "llm" for i in pending])
             still = []
             for i, v in zip(pending, verdicts, strict=True):
                 chain, (_, method, plan) = chains[i], chains[i][pos[i]]

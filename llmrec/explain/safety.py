@@ -18,20 +18,31 @@ def blocked_because(verdict: Verdict) -> str:
 
 class CachedSafety:
     """``check(texts)`` through a :class:`SafetyFilter`: each distinct text is classified once
-    (one batched call for the new ones), verdicts kept in an LRU of ``size`` texts."""
+    (one batched call for the new ones), verdicts kept in an LRU of ``size`` texts.
+
+    ``free[i]`` True: text i is free text (an LLM's) and gets every layer of the filter;
+    False: it was assembled by a template from catalog titles and attributes, which each
+    passed the filter's learned layer with their item, so that layer is skipped for it (the
+    rules, lexicon and profanity model still read the whole sentence)."""
 
     def __init__(self, safety: SafetyFilter, size: int = 65536) -> None:
         self.safety, self.size = safety, size
-        self._cache: OrderedDict[str, Verdict] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bool], Verdict] = OrderedDict()
 
-    def check(self, texts: Sequence[str]) -> list[Verdict]:
-        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        fresh = dict(zip(new, self.safety.check(new), strict=True)) if new else {}
+    def check(self, texts: Sequence[str], free: Sequence[bool] | None = None) -> list[Verdict]:
+        flags = [True] * len(texts) if free is None else [bool(f) for f in free]
+        keys = list(zip(texts, flags, strict=True))
+        fresh: dict[tuple[str, bool], Verdict] = {}
+        for flag in (True, False):
+            new = [k for k in dict.fromkeys(keys) if k[1] is flag and k not in self._cache]
+            if new:
+                verdicts = self.safety.check([t for t, _ in new], semantic=flag)
+                fresh.update(zip(new, verdicts, strict=True))
         out = []
-        for t in texts:
-            v = fresh[t] if t in fresh else self._cache[t]
-            self._cache[t] = v
-            self._cache.move_to_end(t)
+        for k in keys:
+            v = fresh[k] if k in fresh else self._cache[k]
+            self._cache[k] = v
+            self._cache.move_to_end(k)
             out.append(v)
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)

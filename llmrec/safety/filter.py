@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -69,10 +70,13 @@ class SafetyFilter:
         return f"SafetyFilter(classifier={getattr(self.classifier, 'name', self.classifier)!r})"
 
     # -- checking --------------------------------------------------------------------------
-    def _classify(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[dict[str, str]]]:
+    def _classify(
+        self, texts: list[str], semantic: bool
+    ) -> tuple[dict[str, np.ndarray], list[dict[str, str]]]:
         clf = self.classifier
         if hasattr(clf, "analyze"):
-            scores, evidence = clf.analyze(texts)
+            skip = not semantic and "semantic" in inspect.signature(clf.analyze).parameters
+            scores, evidence = clf.analyze(texts, semantic=False) if skip else clf.analyze(texts)
         else:
             scores = clf.score(texts)
             evidence = clf.explain(texts) if hasattr(clf, "explain") else [{} for _ in texts]
@@ -93,11 +97,14 @@ class SafetyFilter:
         *,
         items: Sequence[Mapping[str, Any] | None] | None = None,
         item_ids: Sequence[str] | None = None,
+        semantic: bool = True,
     ) -> list[Verdict]:
         """One :class:`Verdict` per text, in order (one batched classifier call).
 
         ``items``: each text's item fields, for ``policy.blocked_attributes``; ``item_ids``:
-        each text's item id, for ``policy.allow_items`` / ``policy.deny_items``.
+        each text's item id, for ``policy.allow_items`` / ``policy.deny_items``;
+        ``semantic=False`` skips the classifier's learned layer where it has one (the offline
+        default's sentence-embedding model), for texts whose free parts each passed it.
         """
         if isinstance(texts, str):
             raise ValueError("texts must be a list of strings, not one string")
@@ -112,7 +119,7 @@ class SafetyFilter:
                 raise ValueError(f"{name} has {len(values)} entries for {len(texts)} texts")
         if not texts:
             return []
-        scores, evidence = self._classify(texts)
+        scores, evidence = self._classify(texts, semantic)
         allow, deny = set(self.policy.allow_items), set(self.policy.deny_items)
         rule = f"classifier:{getattr(self.classifier, 'name', type(self.classifier).__name__)}"
         verdicts = []

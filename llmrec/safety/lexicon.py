@@ -159,6 +159,13 @@ class Lexicon:
             frames=[n for n, _ in frames],
         )
 
+    def context_factor(self, result: LexiconResult) -> float:
+        """The strongest dampening any matched frame gives any label (1.0 = no frame)."""
+        return min(
+            (min(d.values(), default=1.0) for n, _, d in self._frames if n in result.frames),
+            default=1.0,
+        )
+
     def frame_factor(self, result: LexiconResult, label: str) -> float:
         """The dampening the matched frames give ``label`` (1.0 = none)."""
         return min(

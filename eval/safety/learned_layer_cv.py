@@ -1,0 +1,127 @@
+"""How the learned safety layer's regularisation ``c`` and ``margin`` were chosen.
+
+    .venv/bin/python eval/safety/learned_layer_cv.py            # shipped examples
+    .venv/bin/python eval/safety/learned_layer_cv.py --ml100k   # + MovieLens titles must pass
+
+Out-of-fold scores (stratified 5-fold, 3 repeats) on the shipped examples
+(``llmrec/safety/data/*.jsonl``). Per ``c``: the smallest margin whose out-of-fold false-block
+rate on the benign product texts, combined with the rest of the offline filter, is <=
+``--max-fbr``, and which blocks none of the benign explanation sentences (category
+``explanation``, out of fold too) and, with ``--ml100k``, no MovieLens item text, rendered or
+bare title, that the rest of the filter lets pass (scored by the model trained on all
+examples). Prints recall of the layer alone and combined. The holdout
+(``eval/safety/safety_holdout2.jsonl``) is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+
+from llmrec.safety import OfflineToxicityClassifier, SafetyFilter
+from llmrec.safety.lexicon import Lexicon
+from llmrec.safety.semantic import (
+    DEFAULT_EXAMPLES,
+    fit_regression,
+    format_variants,
+    harm_score,
+    read_examples,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--c", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0])
+    parser.add_argument("--max-fbr", type=float, default=0.02)
+    parser.add_argument("--ml100k", action="store_true")
+    parser.add_argument("--ml100k-cache", default=None)
+    parser.add_argument("--max-ml-blocks", type=int, default=0,
+                        help="MovieLens texts the layer may block (default none).")
+    args = parser.parse_args(argv)
+
+    from sentence_transformers import SentenceTransformer
+    from sklearn.model_selection import StratifiedKFold
+
+    from llmrec.models.encoder_config import resolve_model_path
+
+    rows = read_examples(DEFAULT_EXAMPLES)
+    texts = [r["text"] for r in rows]
+    harmful = np.array([r["label"] == "harmful" for r in rows])
+    must_pass = np.array([r.get("category") == "explanation" for r in rows])
+    product = ~harmful & ~must_pass  # the benign texts the false-block rate is measured on
+    classes = ["benign", *sorted({r["category"] for r in rows if r["label"] == "harmful"})]
+    y = np.array([0 if not h else classes.index(r["category"])
+                  for r, h in zip(rows, harmful, strict=True)])
+    extra: list[str] = []
+    if args.ml100k:
+        from llmrec.data import load_dataset
+
+        kwargs = {"cache_dir": args.ml100k_cache} if args.ml100k_cache else {}
+        catalog = load_dataset("ml-100k", **kwargs).catalog
+        extra = list(catalog.texts())
+        # also the bare titles: catalogs that render only a title must pass too
+        extra += [str(t) for t in catalog.table["title"]]
+    encoder = SentenceTransformer(resolve_model_path("default"), device="cpu")
+
+    def embed(t: list[str]) -> np.ndarray:
+        return np.asarray(encoder.encode(t, batch_size=64, normalize_embeddings=True,
+                                         show_progress_bar=False), dtype=np.float64)
+
+    lexicon = Lexicon()
+    rest = SafetyFilter(OfflineToxicityClassifier(semantic=False))
+
+    def context(t: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        damp = np.array([lexicon.context_factor(lexicon.analyze(x)) for x in t])
+        return damp, np.array([v.blocked for v in rest.check(t)])
+
+    x, (damp, other) = embed(texts), context(texts)
+    variants = [format_variants(r) for r in rows]
+    xv = embed([v for vs in variants for v in vs])
+    owner = np.repeat(np.arange(len(rows)), [len(vs) for vs in variants])
+
+    def fit(train: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+        """The library's training (examples + their format variants) on rows ``train``."""
+        keep = np.isin(owner, train)
+        return fit_regression(np.vstack([x[train], xv[keep]]),
+                              np.concatenate([y[train], y[owner[keep]]]), c)
+
+    xm, (damp_m, other_m) = (embed(extra), context(extra)) if extra else (None, None)
+    print(f"{len(rows)} examples ({harmful.sum()} harmful); rest of the filter alone: recall "
+          f"{other[harmful].mean():.3f}, false-block rate {other[product].mean():.3f}, "
+          f"explanations blocked {int(other[must_pass].sum())}/{must_pass.sum()}"
+          + (f"; MovieLens titles blocked {int(other_m.sum())}/{len(extra)}" if extra else ""))
+    print("\n| c | margin | OOF recall, layer alone | OOF recall, combined | OOF FBR, combined |"
+          "\n|---|---|---|---|---|")
+    for c in args.c:
+        logits = np.zeros((3, len(rows), len(classes)))
+        for rep in range(3):
+            for train, test in StratifiedKFold(5, shuffle=True, random_state=rep).split(x, y):
+                w, b = fit(train, c)
+                logits[rep, test] = x[test] @ w.T + b
+        ml_logits = None
+        if xm is not None:
+            w, b = fit(np.arange(len(rows)), c)
+            ml_logits = xm @ w.T + b
+        for margin in np.arange(0.0, 6.0, 0.05):
+            blocked = np.array([harm_score(logits[r], margin, damp) >= 0.5 for r in range(3)])
+            combined = blocked | other
+            ok = combined[:, product].mean() <= args.max_fbr and not combined[:, must_pass].any()
+            if ml_logits is not None:
+                extra_blocks = (harm_score(ml_logits, margin, damp_m) >= 0.5) & ~other_m
+                ok &= int(extra_blocks.sum()) <= args.max_ml_blocks
+            if ok:
+                print(f"| {c:g} | {margin:.2f} | {blocked[:, harmful].mean():.3f} | "
+                      f"{combined[:, harmful].mean():.3f} | {combined[:, product].mean():.3f} |")
+                break
+        else:
+            print(f"| {c:g} | none <= 6 | - | - | - |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

