@@ -114,6 +114,23 @@ def test_shared_mask_and_row_exclusions_are_never_ranked():
     assert not set(out.unmasked[0, : N_ITEMS - 2].tolist()) & {6, 7}
 
 
+@pytest.mark.parametrize("head_scale", [0.0, 0.5])
+def test_score_candidates_equals_the_ranking_scores(head_scale):
+    """The scoring shortcut (head skipped at weight 0, last position only) changes nothing."""
+    model = tiny_model().eval()
+    model.head_scale.fill_(head_scale)
+    seq = pad_left([np.array([1, 2, 3]), np.array([4]), np.arange(1, 8)], 7)
+    out = model.rank(seq, top_n=5)
+    scores = model.score_candidates(seq, out.items)
+    torch.testing.assert_close(scores, out.scores, rtol=0, atol=1e-5)
+    states = model.encode_history(seq, model.items.cached())
+    valid = seq >= 0
+    last = model.sequence(model.items.cached()[seq.clamp(min=0)] * valid[..., None], valid,
+                          last_only=True)
+    assert last.shape == (3, 1, states.shape[-1])
+    torch.testing.assert_close(last[:, 0], states[:, -1], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize(("stride", "n_windows"), [(None, 4), (4, 4), (2, 5), (1, 7)])
 def test_windows_cover_every_target_once(stride, n_windows):
     x, y = training_windows([np.arange(10), np.array([3]), np.array([4, 5])], max_len=4,

@@ -46,11 +46,8 @@ def recommender_scorer(rec: Any) -> Scorer:
         if model.training:
             model.eval()
         seq = pad_left([catalog.indices(h) for h in histories], rec.model_config.max_len)
-        vectors = model.items.cached()
-        states = model.encode_history(seq, vectors)
         target = torch.as_tensor(catalog.indices(item_ids))[None, :].expand(len(histories), -1)
-        final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)
-        return final.double().numpy()
+        return model.score_candidates(seq, target).double().numpy()
 
     return scorer
 

@@ -58,10 +58,17 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, inner), nn.GELU(), nn.Linear(inner, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, L, D), ``allowed`` (B, L, L) -> (B, L, D)."""
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
+        """``x`` (B, L, D), ``allowed`` (B, L, L) -> (B, L, D); with ``last_only`` only the
+        last position's output (B, 1, D): its query attends to every key, the rest is skipped."""
         h = self.ln1(x)
-        x = x + self.drop(self.attn(h, h, allowed)[0])
+        if last_only:
+            x, query, allowed = x[:, -1:], h[:, -1:], allowed[:, -1:]  # (B, 1, D), (B, 1, L)
+        else:
+            query = h
+        x = x + self.drop(self.attn(query, h, allowed)[0])
         return x + self.drop(self.mlp(self.ln2(x)))
 
 

@@ -126,6 +126,21 @@ class SeqRecModel(nn.Module):
         vec = self.items(idx) if item_vectors is None else item_vectors[idx]  # (B, L, D)
         return self.sequence(vec * valid[..., None], valid)
 
+    @torch.no_grad()
+    def score_candidates(self, seq: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Final scores (B, C) of ``candidates`` (B, C) given histories ``seq`` (B, L), exactly
+        as :meth:`rank` scores them. When the head's weight is 0 its output cannot change a
+        score, so it is skipped and only the last position is encoded."""
+        vectors = self.items.cached()  # (N, D)
+        if float(self.head_scale) == 0.0:
+            valid = seq >= 0  # (B, L)
+            vec = vectors[seq.clamp(min=0)] * valid[..., None]  # (B, L, D)
+            user = self.sequence(vec, valid, last_only=True)[:, 0]  # (B, D)
+            return (vectors[candidates] * user[:, None, :]).sum(-1)  # (B, C)
+        states = self.encode_history(seq, vectors)  # (B, L, D)
+        final, _ = self.rerank(states, seq >= 0, states[:, -1], candidates, vectors)
+        return final
+
     def rerank(
         self,
         states: torch.Tensor,

@@ -30,10 +30,14 @@ class SequenceEncoder(nn.Module):
         )
         self.ln_out = nn.LayerNorm(dim)
 
-    def forward(self, items: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, items: torch.Tensor, valid: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
         """``items`` (B, L, D) item vectors (zeros at padding), ``valid`` (B, L) bool.
 
         Returns states (B, L, D); padding positions hold values that nothing should read.
+        ``last_only``: only the last position's state (B, 1, D), which is all a user vector
+        needs; the final block then computes one query per row.
         """
         length = items.shape[1]
         if length > self.max_len:
@@ -41,6 +45,9 @@ class SequenceEncoder(nn.Module):
         pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L) index from the first item
         x = self.drop(self.ln_in(items + self.pos(pos)))  # (B, L, D)
         allowed = causal_allowed(valid)  # (B, L, L)
-        for block in self.blocks:
-            x = block(x, allowed)
-        return self.ln_out(x)  # (B, L, D)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, allowed, last_only=last_only and i == last)
+        if last_only and not self.blocks:
+            x = x[:, -1:]
+        return self.ln_out(x)  # (B, L, D), or (B, 1, D) with last_only

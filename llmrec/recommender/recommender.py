@@ -346,11 +346,7 @@ class Recommender:
         target = torch.as_tensor(self.catalog.indices(item_ids))[:, None]  # (B, 1)
         if model.training:
             model.eval()
-        with torch.no_grad():
-            vectors = model.items.cached()
-            states = model.encode_history(seq, vectors)
-            final, _ = model.rerank(states, seq >= 0, states[:, -1], target, vectors)
-        return final[:, 0].numpy()
+        return model.score_candidates(seq, target)[:, 0].numpy()
 
     # -- catalog changes ---------------------------------------------------------------
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
