@@ -173,3 +173,10 @@ def test_explanations_skip_the_learned_layer_only_for_template_text(tiny_encoder
     llm, template = cached.check([text, text], free=[True, False])
     assert "semantic" in llm.scores and "semantic" not in template.scores
     assert cached.check([text])[0] is llm  # cached per (text, free)
+
+
+def test_configs_saved_before_the_learned_layer_load_without_it():
+    old = classifier_from_dict({"type": "offline", "use_profanity_model": True,
+                                "untargeted_factor": 0.4, "lexicon_path": None})
+    assert old.semantic is False and "semantic" not in old.labels
+    assert classifier_from_dict(OfflineToxicityClassifier().to_dict()).semantic is True

@@ -113,13 +113,29 @@ class GroundingChecker:
                         values.setdefault(x, set()).add(i)
         self.titles = PhraseIndex(titles)
         self.values = PhraseIndex(values, lower=True)
+        # per item, computed when first needed: its normalised values and bare titles
+        self._values: dict[int, frozenset[str]] = {}
+        self._bare: dict[int, frozenset[str]] = {}
 
     def allowed_values(self, items: Iterable[int]) -> set[str]:
         """Lower-cased attribute values (and years, decades) of ``items``."""
         out: set[str] = set()
         for i in items:
-            for v in self.facts.attributes(i).values():
-                out.update(_norm(x) for x in (v if isinstance(v, list) else [v]))
+            if i not in self._values:
+                self._values[i] = frozenset(
+                    _norm(x) for v in self.facts.attributes(i).values()
+                    for x in (v if isinstance(v, list) else [v]))
+            out |= self._values[i]
+        return out
+
+    def bare_titles(self, items: Iterable[int]) -> set[str]:
+        """The titles of ``items``, normalised and without a leading article."""
+        out: set[str] = set()
+        for i in items:
+            if i not in self._bare:
+                self._bare[i] = frozenset(
+                    _bare(t) for t in (self.facts.title(i), self.facts.raw_title(i)))
+            out |= self._bare[i]
         return out
 
     def check(self, text: str, allowed: Iterable[int], required: Iterable[int] = (), *,
@@ -139,8 +155,9 @@ class GroundingChecker:
             if not owners & allowed:
                 return Grounding(False, f"names {phrase!r}, which is not in the evidence", ids)
         rest = _blank(text, found)  # titles blanked: their words are no values, years, names
-        titles = {_bare(t) for i in allowed for t in (self.facts.title(i), self.facts.raw_title(i))}
-        for quoted in _QUOTED.findall(text):
+        quotes = _QUOTED.findall(text)
+        titles = self.bare_titles(allowed) if quotes else set()
+        for quoted in quotes:
             if _bare(quoted) not in titles:
                 return Grounding(False, f"quotes {quoted.strip()!r}, not an evidence title", ids)
         ok = self.allowed_values(allowed) if values is None else {_norm(v) for v in values}

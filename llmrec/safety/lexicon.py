@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from llmrec.safety.matching import compile_pattern, variants
+from llmrec.safety.prefilter import LiteralScreen
 
 __all__ = ["DEFAULT_LEXICON", "LEXICON_LABELS", "Lexicon", "LexiconResult"]
 
@@ -76,6 +77,12 @@ class Lexicon:
                     raise ValueError(f"{self._where}: {key}.dampen.{label} must be in [0, 1]")
             patterns = self._compile(frame.get("patterns") or [], f"{key}.patterns")
             self._frames.append((str(name), patterns, {k: float(v) for k, v in dampen.items()}))
+        every = [
+            *(p for ps in self._cues.values() for p in ps),
+            *(p for kinds in self._labels.values() for ps in kinds.values() for p in ps),
+            *(p for _, ps, _ in self._frames for p in ps),
+        ]
+        self._screen = LiteralScreen(every)
 
     def _weights(self, values: dict[str, Any]) -> dict[str, float]:
         _only(values, _WEIGHTS, f"{self._where}: weights")
@@ -110,12 +117,15 @@ class Lexicon:
     def analyze(self, text: str) -> LexiconResult:
         """Scores per label in [0, 1] and the matched spans behind them."""
         forms = variants(text)  # same length: leetspeak decoding maps one char to one char
+        screen = self._screen
+        screened = [(form, screen.present(form)) for form in forms]
 
         def found(patterns: list[re.Pattern[str]]) -> list[tuple[int, int, str]]:
             spans = {
                 (m.start(), m.end()): m.group(0)
                 for regex in patterns
-                for form in forms
+                for form, present in screened
+                if screen.may_match(regex, present)
                 for m in regex.finditer(form)
             }
             return [(a, b, t) for (a, b), t in spans.items()]
