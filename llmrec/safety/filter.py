@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,16 @@ def classifier_from_dict(values: Mapping[str, Any]) -> SafetyClassifier:
     return _registry()[values["type"]].from_dict(dict(values))
 
 
+@functools.cache
+def _takes_semantic_of(func: Any) -> bool:
+    return "semantic" in inspect.signature(func).parameters
+
+
+def _takes_semantic(method: Any) -> bool:
+    """Whether a classifier's ``analyze`` accepts ``semantic=`` (memoised per function)."""
+    return _takes_semantic_of(getattr(method, "__func__", method))
+
+
 class SafetyFilter:
     """Decides, per item text, whether it may be shown.
 
@@ -75,7 +86,7 @@ class SafetyFilter:
     ) -> tuple[dict[str, np.ndarray], list[dict[str, str]]]:
         clf = self.classifier
         if hasattr(clf, "analyze"):
-            skip = not semantic and "semantic" in inspect.signature(clf.analyze).parameters
+            skip = not semantic and _takes_semantic(clf.analyze)
             scores, evidence = clf.analyze(texts, semantic=False) if skip else clf.analyze(texts)
         else:
             scores = clf.score(texts)

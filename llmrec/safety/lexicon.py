@@ -117,17 +117,22 @@ class Lexicon:
     def analyze(self, text: str) -> LexiconResult:
         """Scores per label in [0, 1] and the matched spans behind them."""
         forms = variants(text)  # same length: leetspeak decoding maps one char to one char
-        screen = self._screen
-        screened = [(form, screen.present(form)) for form in forms]
+        screened = [(form, self._screen.present(form)) for form in forms]
+        required = self._screen.required
 
         def found(patterns: list[re.Pattern[str]]) -> list[tuple[int, int, str]]:
-            spans = {
-                (m.start(), m.end()): m.group(0)
-                for regex in patterns
-                for form, present in screened
-                if screen.may_match(regex, present)
-                for m in regex.finditer(form)
-            }
+            union = self._screen.union(patterns)
+            if union is not None and all(
+                p is not None and union.isdisjoint(p) for _, p in screened
+            ):
+                return []  # none of these patterns can match
+            spans = {}
+            for regex in patterns:
+                need = required[regex]
+                for form, present in screened:
+                    if need is None or present is None or not need.isdisjoint(present):
+                        spans.update(((m.start(), m.end()), m.group(0))
+                                     for m in regex.finditer(form))
             return [(a, b, t) for (a, b), t in spans.items()]
 
         w = self.weights

@@ -73,24 +73,25 @@ class LiteralScreen:
         self.required: dict[re.Pattern[str], frozenset[str] | None] = {
             p: required_literals(p) for p in patterns
         }
-        strings = sorted({s for r in self.required.values() if r for s in r})
-        # literals by their first two characters (every literal has at least two): one pass
-        # over the text's character pairs finds every occurrence, overlapping ones included
-        self._by_pair: dict[str, tuple[str, ...]] = {}
-        for string in strings:
-            self._by_pair[string[:2]] = (*self._by_pair.get(string[:2], ()), string)
+        self._strings = tuple(sorted({s for r in self.required.values() if r for s in r}))
+        self._unions: dict[tuple[int, ...], frozenset[str] | None] = {}
+
+    def union(self, patterns: Sequence[re.Pattern[str]]) -> frozenset[str] | None:
+        """The literals of all ``patterns`` (memoised per list): when none occurs, none of
+        them can match; None when one of them requires nothing."""
+        key = tuple(map(id, patterns))
+        if key not in self._unions:
+            sets = [self.required[p] for p in patterns]
+            self._unions[key] = (None if any(r is None for r in sets)
+                                 else frozenset().union(*sets))  # type: ignore[arg-type]
+        return self._unions[key]
 
     def present(self, text: str) -> frozenset[str] | None:
         """The literals occurring in ``text``; None when the screen cannot tell (then every
         pattern must run)."""
         if not _FOLD_SPECIALS.isdisjoint(text):
             return None
-        by_pair, out = self._by_pair, set()
-        for i in range(len(text) - 1):
-            candidates = by_pair.get(text[i:i + 2])
-            if candidates:
-                out.update(s for s in candidates if text.startswith(s, i))
-        return frozenset(out)
+        return frozenset([s for s in self._strings if s in text])
 
     def may_match(self, pattern: re.Pattern[str], present: frozenset[str] | None) -> bool:
         """False only when ``pattern`` certainly has no match in the screened text."""
