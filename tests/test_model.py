@@ -335,3 +335,41 @@ def test_items_absent_from_training_are_not_pushed_down():
         changed = training_loss(model, seq, tgt, head_weight=0.0).retrieval_loss
     torch.testing.assert_close(before, after)
     assert not torch.isclose(after, changed)
+
+
+def test_unseen_offset_shifts_only_unseen_items():
+    model = tiny_model(head_top_n=0).eval()
+    seq = pad_left([np.array([1, 2]), np.array([4, 5, 6])], 7)
+    before = model.score_all(seq)
+    model.unseen[[3, 7]] = True
+    model.unseen_offset.fill_(-2.0)
+    shift = model.score_all(seq) - before
+    expected = torch.zeros(N_ITEMS)
+    expected[[3, 7]] = -2.0
+    torch.testing.assert_close(shift, expected.expand_as(shift), rtol=0, atol=1e-5)
+    cand = torch.tensor([[3, 5], [7, 1]])
+    torch.testing.assert_close(model.score_candidates(seq, cand),
+                               model.score_all(seq).gather(1, cand), rtol=0, atol=1e-5)
+
+
+def test_trainer_marks_unseen_items_and_validates_their_offset():
+    from llmrec.evaluation import EvalConfig, evaluate
+    from llmrec.train.trainer import UNSEEN_OFFSETS
+
+    split = cyclic_split()
+    cold = 11
+    split = Split([s[s != cold] for s in split.train], split.valid, split.test, N_ITEMS,
+                  SplitConfig())
+    assert cold in split.valid.targets
+    model = tiny_model(mode="inductive")
+    cfg = TrainConfig(epochs=3, batch_size=13, progress=False, patience=100)
+    result = Trainer(model, split, cfg).train()
+    assert model.unseen.tolist() == [i == cold for i in range(N_ITEMS)]
+    assert result.unseen_offset in UNSEEN_OFFSETS
+    assert float(model.unseen_offset) == result.unseen_offset
+    ndcg = {}
+    for offset in (0.0, result.unseen_offset):
+        model.unseen_offset.fill_(offset)
+        ndcg[offset] = evaluate(ModelScorer(model), split.valid,
+                                EvalConfig(ks=(10,), mask_history=False)).metrics["ndcg@10"]
+    assert ndcg[result.unseen_offset] >= ndcg[0.0]

@@ -172,6 +172,19 @@ def test_load_is_strict(trained, tmp_path):
         Recommender.from_pretrained(tmp_path / "nowhere")
 
 
+def test_models_saved_before_the_unseen_offset_load_unchanged(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    rec, _, _ = trained
+    path = rec.save_pretrained(tmp_path / "model")
+    state = load_file(str(path / "model.safetensors"))
+    del state["unseen"], state["unseen_offset"]
+    save_file(state, str(path / "model.safetensors"))
+    old = Recommender.from_pretrained(path)
+    assert float(old.model.unseen_offset) == 0.0 and not old.model.unseen.any()
+    assert old.recommend(["m0", "m1"]).item_ids == rec.recommend(["m0", "m1"]).item_ids
+
+
 def test_add_items_are_recommendable_at_once(trained, tmp_path):
     rec, _, _ = trained
     rec = Recommender.from_pretrained(rec.save_pretrained(tmp_path / "model"))
@@ -179,6 +192,9 @@ def test_add_items_are_recommendable_at_once(trained, tmp_path):
     assert rec.catalog.text(N_ITEMS) == "Brand New. Genres: Drama"
     out = rec.recommend(["m0"], k=N_ITEMS + 1, exclude_history=False)
     assert "new1" in out.item_ids
+    assert rec.model.unseen.tolist() == [False] * N_ITEMS + [True]  # never trained on
+    again = Recommender.from_pretrained(rec.save_pretrained(tmp_path / "grown"))
+    assert again.model.unseen.tolist() == rec.model.unseen.tolist()
     with pytest.raises(ValueError, match=r"already in the catalog: \['m1'\]"):
         rec.add_items({"m1": {"title": "dup"}})
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['plot'\]"):

@@ -105,12 +105,37 @@ class SeqRecModel(nn.Module):
         # weight of the head's score in the final score; chosen on validation data by the
         # trainer (0 = the head abstains from ranking; its attention still explains)
         self.register_buffer("head_scale", torch.ones(()))
+        # items absent from the training data (cold-start items, items added later) and the
+        # offset their retrieval scores get, chosen on validation data by the trainer (an
+        # untrained id vector says nothing: such items would otherwise be over- or
+        # under-promoted)
+        self.register_buffer("unseen", torch.zeros(c.n_items, dtype=torch.bool))
+        self.register_buffer("unseen_offset", torch.zeros(()))
         gelu_init_(self)
         self.head.reset_output()
 
     @property
     def n_items(self) -> int:
         return len(self.items.text)
+
+    def item_bias(self) -> torch.Tensor | None:
+        """(N,) additive retrieval score per item (the unseen-item offset), or None if 0."""
+        if float(self.unseen_offset) == 0.0:
+            return None
+        return self.unseen.to(self.unseen_offset.dtype) * self.unseen_offset  # (N,)
+
+    def retrieval_scores(self, user: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, N) dot-product retrieval scores of every item for ``user`` (B, D)."""
+        scores = user @ vectors.T  # (B, N), a fresh tensor
+        bias = self.item_bias()
+        return scores if bias is None else scores.add_(bias)
+
+    def grow_items(self, text: torch.Tensor) -> None:
+        """Append new items from their text embeddings; they count as unseen in training."""
+        self.items.grow(text)
+        extra = torch.ones(len(self.items.text) - len(self.unseen), dtype=torch.bool,
+                           device=self.unseen.device)
+        self.unseen = torch.cat([self.unseen, extra])
 
     def forward(self, seq: torch.Tensor, targets: torch.Tensor, **kwargs: object) -> TrainOutput:
         """Training losses (see :func:`training_loss`); going through ``forward`` lets
@@ -129,14 +154,16 @@ class SeqRecModel(nn.Module):
     @torch.no_grad()
     def score_candidates(self, seq: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Final scores (B, C) of ``candidates`` (B, C) given histories ``seq`` (B, L), exactly
-        as :meth:`rank` scores them. When the head's weight is 0 its output cannot change a
-        score, so it is skipped and only the last position is encoded."""
+        as :meth:`rank` scores them. When the head's weight is 0 (or it is off) its output
+        cannot change a score, so it is skipped and only the last position is encoded."""
         vectors = self.items.cached()  # (N, D)
-        if float(self.head_scale) == 0.0:
+        if float(self.head_scale) == 0.0 or not self.config.head_top_n:
             valid = seq >= 0  # (B, L)
             vec = vectors[seq.clamp(min=0)] * valid[..., None]  # (B, L, D)
             user = self.sequence(vec, valid, last_only=True)[:, 0]  # (B, D)
-            return (vectors[candidates] * user[:, None, :]).sum(-1)  # (B, C)
+            scores = (vectors[candidates] * user[:, None, :]).sum(-1)  # (B, C)
+            bias = self.item_bias()
+            return scores if bias is None else scores + bias[candidates]
         states = self.encode_history(seq, vectors)  # (B, L, D)
         final, _ = self.rerank(states, seq >= 0, states[:, -1], candidates, vectors)
         return final
@@ -158,6 +185,9 @@ class SeqRecModel(nn.Module):
         """
         cand = item_vectors[candidates]  # (B, C, D)
         retrieval = (cand * user[:, None, :]).sum(-1)  # (B, C)
+        bias = self.item_bias()
+        if bias is not None:
+            retrieval = retrieval + bias[candidates]
         head = self.head(cand, states, valid)
         scale = self.head_scale if scale is None else scale
         return retrieval + scale * head.scores, head.attention
@@ -178,7 +208,7 @@ class SeqRecModel(nn.Module):
         exclusions); off saves a top-k over the catalog when nothing can be blocked."""
         vectors = self.items.cached()  # (N, D)
         states = self.encode_history(seq, vectors)  # (B, L, D)
-        retrieval = states[:, -1] @ vectors.T  # (B, N), a fresh tensor: masked in place below
+        retrieval = self.retrieval_scores(states[:, -1], vectors)  # (B, N), masked in place
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
         if exclude_rows is not None:
             rows = np.repeat(np.arange(len(exclude_rows)), [len(r) for r in exclude_rows])
@@ -209,7 +239,7 @@ class SeqRecModel(nn.Module):
         head's order; every other item keeps its retrieval score below them."""
         vectors = self.items.cached()
         states = self.encode_history(seq, vectors)
-        retrieval = states[:, -1] @ vectors.T  # (B, N)
+        retrieval = self.retrieval_scores(states[:, -1], vectors)  # (B, N)
         if self.config.head_top_n == 0:
             return retrieval
         n = min(self.config.head_top_n, self.n_items)

@@ -370,7 +370,7 @@ class Recommender:
         merged = ItemCatalog(catalog.ids + new.ids,
                              pd.concat([catalog.table, new.table], ignore_index=True),
                              catalog.template)
-        model.items.grow(torch.from_numpy(np.asarray(text)))
+        model.grow_items(torch.from_numpy(np.asarray(text)))
         model.config.n_items = self.model_config.n_items = len(merged)
         self.catalog = merged
         self.popularity = np.concatenate([self.popularity, np.zeros(len(new))])
@@ -462,7 +462,9 @@ class Recommender:
         model = SeqRecModel(rec.model_config)
         state = load_file(str(path / "model.safetensors"))
         result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
+        # models saved before the unseen-item offset existed: no offset (their scores as saved)
+        missing = set(result.missing_keys) - {"unseen", "unseen_offset"}
+        if missing or result.unexpected_keys:
             raise ValueError(f"{path}/model.safetensors does not match the config: missing "
                              f"{result.missing_keys}, unexpected {result.unexpected_keys}")
         extra = load_file(str(path / "item_embeddings.safetensors"))

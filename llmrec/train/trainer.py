@@ -35,6 +35,8 @@ from llmrec.train.joint import JointModule
 
 KEEP_CHECKPOINTS = 2
 HEAD_SCALES = (0.0, 0.5, 1.0)
+# retrieval-score offsets tried for items absent from training (see SeqRecModel.unseen)
+UNSEEN_OFFSETS = (-16.0, -8.0, -4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)
 
 
 def _schedule(cfg: TrainConfig, total: int):
@@ -59,10 +61,18 @@ def choose_head_scale(reports: dict[float, EvalReport], metric: str, z: float = 
     picks a weight that only looked better (it lowered test NDCG@10 by ~0.005 there), so
     the head must earn its say in the ranking.
     """
-    scales = sorted(reports)
-    base = scales[0]
+    return choose_significant(reports, min(reports), metric, z)
+
+
+def choose_significant(reports: dict[float, EvalReport], base: float, metric: str,
+                       z: float = 1.645) -> float:
+    """The setting among ``reports`` that beats ``base`` on ``metric`` by the largest mean
+    gain, counting only gains above ``z`` standard errors of the paired per-case
+    difference; ``base`` when none does."""
     chosen, best = base, 0.0
-    for scale in scales[1:]:
+    for scale in sorted(reports):
+        if scale == base:
+            continue
         a, b = reports[scale].per_case, reports[base].per_case
         if a is None or b is None:
             raise ValueError("choose_head_scale needs reports made with keep_cases=True")
@@ -104,6 +114,7 @@ class FitResult:
     history: list[EpochLog]
     stopped_early: bool
     seconds: float
+    unseen_offset: float = 0.0  # retrieval offset of items absent from training (validated)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,6 +196,8 @@ class Trainer:
         popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
         # items absent from training are left out of the full softmax (see training_loss)
         seen = torch.as_tensor(self.split.item_counts() > 0, device=acc.device)
+        self.model.unseen.copy_(~seen)
+        self.model.unseen_offset.fill_(0.0)  # chosen after training (choose_unseen_offset)
         seen = None if bool(seen.all()) else seen
         sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
@@ -277,9 +290,32 @@ class Trainer:
                 "sampler": sampler.get_state().tolist(),
             })
         self._restore_best(acc)
+        offset = self.choose_unseen_offset(acc)
         self._curves(acc, history)
         return FitResult(kept_epoch, kept, cfg.metric, history, stopped,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, offset)
+
+    def choose_unseen_offset(self, acc: Accelerator) -> float:
+        """Set and return the retrieval offset of items absent from training, chosen on the
+        validation cases among :data:`UNSEEN_OFFSETS` (0 unless another is significantly
+        better; see :func:`choose_significant`). Without unseen validation targets: 0."""
+        model = self.model
+        model.unseen_offset.fill_(0.0)
+        targets = np.asarray(self.split.valid.targets)
+        unseen = model.unseen.cpu().numpy()
+        if not unseen.any() or not unseen[targets].any():
+            return 0.0
+        k = int(self.config.metric.split("@")[1])
+        cfg = EvalConfig(ks=(k,), metrics=("ndcg",), mask_history=False,
+                         batch_size=self.config.eval_batch_size, keep_cases=True)
+        reports = {}
+        for offset in UNSEEN_OFFSETS:
+            model.unseen_offset.fill_(offset)
+            reports[offset] = evaluate(ModelScorer(model, acc.device), self.split.valid, cfg,
+                                       name="valid")
+        chosen = choose_significant(reports, 0.0, self.config.metric)
+        model.unseen_offset.fill_(chosen)
+        return chosen
 
     def validate(self, acc: Accelerator) -> dict[str, float]:
         """Validation metrics of the current weights (full ranking, no history masking).
