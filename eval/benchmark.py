@@ -65,13 +65,14 @@ def quality(args: argparse.Namespace) -> dict:
                 ema_decay=args.ema_decay, window_stride=args.window_stride, progress=False))
             minutes = (time.perf_counter() - t0) / 60
             report = rec.evaluate(split.test, cfg, name=name)
-            out[split_name][name] = _metrics(report)
+            out[split_name][name] = _metrics(report) | {"unseen offset": fit.unseen_offset}
             if split_name == "loo":
                 secs = [h.seconds for h in fit.history]
                 out["epoch_seconds"][name] = float(np.median(secs))
                 out["train_minutes"][name] = minutes
             print(f"[{split_name}] {name}: ndcg@10 {report['ndcg@10']:.4f} "
-                  f"(best epoch {fit.best_epoch}, {minutes:.1f} min)", flush=True)
+                  f"(best epoch {fit.best_epoch}, unseen-item offset {fit.unseen_offset:g}, "
+                  f"{minutes:.1f} min)", flush=True)
     out["peak_rss_gib"] = peak_rss_gib()
     return out
 

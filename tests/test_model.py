@@ -272,6 +272,29 @@ def test_head_scale_must_beat_retrieval_significantly():
                           "ndcg@10")
 
 
+def test_unseen_offset_keeps_cold_items_discoverable():
+    from llmrec.evaluation import EvalReport
+    from llmrec.train.trainer import choose_unseen_offset
+
+    cold = np.zeros(200, dtype=bool)
+    cold[:40] = True
+
+    def report(warm_value, cold_value):
+        values = np.where(cold, cold_value, warm_value)
+        return EvalReport("v", {"ndcg@10": float(values.mean())}, len(values), {},
+                          per_case={"ndcg@10": values})
+
+    # burying cold items scores best overall; keeping them at half the warm score costs a bit
+    reports = {-8.0: report(0.05, 0.0), -2.0: report(0.04, 0.03), 0.0: report(0.02, 0.08)}
+    assert choose_unseen_offset(reports, cold, "ndcg@10", 0.5) == -2.0
+    assert choose_unseen_offset(reports, cold, "ndcg@10", 0.0) == -8.0  # best overall
+    assert choose_unseen_offset(reports, cold, "ndcg@10", 5.0) == 0.0  # highest ratio
+    # too few cold cases to judge a ratio: 0 unless another offset is significantly better
+    few = np.zeros(200, dtype=bool)
+    few[:3] = True
+    assert choose_unseen_offset(reports, few, "ndcg@10", 0.5) in (-8.0, 0.0)
+
+
 @pytest.mark.parametrize(
     ("cls", "kwargs", "match"),
     [
@@ -288,6 +311,7 @@ def test_head_scale_must_beat_retrieval_significantly():
         (TrainConfig, {"mixed_precision": "fp8"}, r"mixed_precision must be one of"),
         (TrainConfig, {"epochs": 0}, r"epochs must be >= 1"),
         (TrainConfig, {"metric": "ndcg"}, r"metric must look like 'ndcg@10'"),
+        (TrainConfig, {"unseen_min_ratio": -1}, r"unseen_min_ratio must be a number >= 0"),
     ],
 )
 def test_config_errors(cls, kwargs, match):

@@ -98,6 +98,15 @@ class TrainConfig:
     cpu: bool = field(default=False, metadata={"help": "Force CPU even if a GPU is present."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
     eval_batch_size: int = field(default=256, metadata={"help": "Cases per validation batch."})
+    unseen_min_ratio: float = field(
+        default=0.5,
+        metadata={"help": "Items absent from training get a retrieval offset chosen on "
+                  "validation after training: the best NDCG among offsets whose NDCG on "
+                  "unseen-item targets is at least this share of that on the others, so new "
+                  "items stay discoverable (0 = best overall NDCG, which can bury them). "
+                  "Applied when validation has at least 20 unseen targets; otherwise the "
+                  "offset is 0 unless another one is significantly better."},
+    )
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -130,6 +139,11 @@ class TrainConfig:
             raise ValueError(f"window_stride must be >= 0, got {self.window_stride}")
         if self.patience < 0 or self.head_weight < 0 or self.max_grad_norm < 0:
             raise ValueError("patience, head_weight and max_grad_norm must be >= 0")
+        if isinstance(self.unseen_min_ratio, bool) or not isinstance(
+            self.unseen_min_ratio, (int, float)
+        ) or self.unseen_min_ratio < 0:
+            raise ValueError(f"unseen_min_ratio must be a number >= 0, got "
+                             f"{self.unseen_min_ratio!r}")
         if "@" not in self.metric:
             raise ValueError(f"metric must look like 'ndcg@10', got {self.metric!r}")
 

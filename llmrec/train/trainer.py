@@ -36,7 +36,9 @@ from llmrec.train.joint import JointModule
 KEEP_CHECKPOINTS = 2
 HEAD_SCALES = (0.0, 0.5, 1.0)
 # retrieval-score offsets tried for items absent from training (see SeqRecModel.unseen)
-UNSEEN_OFFSETS = (-16.0, -8.0, -4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)
+UNSEEN_OFFSETS = (-16.0, -8.0, -6.0, -4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0,
+                  4.0)
+MIN_UNSEEN_CASES = 20  # validation targets needed to judge the unseen / seen NDCG ratio
 
 
 def _schedule(cfg: TrainConfig, total: int):
@@ -82,6 +84,28 @@ def choose_significant(reports: dict[float, EvalReport], base: float, metric: st
         if gain > z * se and gain > best:
             chosen, best = scale, gain
     return chosen
+
+
+def choose_unseen_offset(reports: dict[float, EvalReport], cold: np.ndarray, metric: str,
+                         min_ratio: float) -> float:
+    """The unseen-item offset among ``reports`` (offset -> validation report with per-case
+    values; ``cold`` (cases,) marks targets never seen in training). With at least
+    :data:`MIN_UNSEEN_CASES` cold cases and ``min_ratio`` > 0: the best ``metric`` among the
+    offsets whose cold-case mean is >= ``min_ratio`` x the other cases' mean (the highest
+    ratio when none is); otherwise 0 unless another offset is significantly better."""
+    cold = np.asarray(cold, dtype=bool)
+    if int(cold.sum()) < MIN_UNSEEN_CASES or min_ratio <= 0 or cold.all():
+        return choose_significant(reports, 0.0, metric)
+
+    def ratio(offset: float) -> float:
+        per = reports[offset].per_case[metric]
+        return float(per[cold].mean()) / max(float(per[~cold].mean()), 1e-12)
+
+    offsets = sorted(reports)
+    feasible = [o for o in offsets if ratio(o) >= min_ratio]
+    if not feasible:
+        return max(offsets, key=ratio)
+    return max(feasible, key=lambda o: reports[o].metrics[metric])
 
 
 def significantly_worse(cases: np.ndarray, best: np.ndarray, z: float = 1.645) -> bool:
@@ -297,8 +321,11 @@ class Trainer:
 
     def choose_unseen_offset(self, acc: Accelerator) -> float:
         """Set and return the retrieval offset of items absent from training, chosen on the
-        validation cases among :data:`UNSEEN_OFFSETS` (0 unless another is significantly
-        better; see :func:`choose_significant`). Without unseen validation targets: 0."""
+        validation cases among :data:`UNSEEN_OFFSETS`: with at least
+        :data:`MIN_UNSEEN_CASES` unseen targets, the best ``metric`` among the offsets whose
+        unseen-target score is >= ``unseen_min_ratio`` x the seen-target score (the highest
+        ratio when none is); otherwise 0 unless another offset is significantly better (see
+        :func:`choose_significant`). Without unseen validation targets: 0."""
         model = self.model
         model.unseen_offset.fill_(0.0)
         targets = np.asarray(self.split.valid.targets)
@@ -313,7 +340,8 @@ class Trainer:
             model.unseen_offset.fill_(offset)
             reports[offset] = evaluate(ModelScorer(model, acc.device), self.split.valid, cfg,
                                        name="valid")
-        chosen = choose_significant(reports, 0.0, self.config.metric)
+        chosen = choose_unseen_offset(reports, unseen[targets], self.config.metric,
+                                      self.config.unseen_min_ratio)
         model.unseen_offset.fill_(chosen)
         return chosen
 
