@@ -104,8 +104,9 @@ class TrainConfig:
                   "validation after training: the best NDCG among offsets whose NDCG on "
                   "unseen-item targets is at least this share of that on the others, so new "
                   "items stay discoverable (0 = best overall NDCG, which can bury them). "
-                  "Applied when validation has at least 20 unseen targets; otherwise the "
-                  "offset is 0 unless another one is significantly better."},
+                  "Applied when validation has at least 20 unseen targets and some offset "
+                  "reaches the ratio; otherwise the offset is 0 unless another one is "
+                  "significantly better."},
     )
 
     def __post_init__(self) -> None:

@@ -36,8 +36,8 @@ from llmrec.train.joint import JointModule
 KEEP_CHECKPOINTS = 2
 HEAD_SCALES = (0.0, 0.5, 1.0)
 # retrieval-score offsets tried for items absent from training (see SeqRecModel.unseen)
-UNSEEN_OFFSETS = (-16.0, -8.0, -6.0, -4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0,
-                  4.0)
+UNSEEN_OFFSETS = (-8.0, -4.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0,
+                  1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 8.0)
 MIN_UNSEEN_CASES = 20  # validation targets needed to judge the unseen / seen NDCG ratio
 
 
@@ -91,8 +91,9 @@ def choose_unseen_offset(reports: dict[float, EvalReport], cold: np.ndarray, met
     """The unseen-item offset among ``reports`` (offset -> validation report with per-case
     values; ``cold`` (cases,) marks targets never seen in training). With at least
     :data:`MIN_UNSEEN_CASES` cold cases and ``min_ratio`` > 0: the best ``metric`` among the
-    offsets whose cold-case mean is >= ``min_ratio`` x the other cases' mean (the highest
-    ratio when none is); otherwise 0 unless another offset is significantly better."""
+    offsets whose cold-case mean is >= ``min_ratio`` x the other cases' mean; otherwise, or
+    when no offset reaches that ratio (e.g. id-only vectors know nothing of unseen items), 0
+    unless another offset is significantly better (:func:`choose_significant`)."""
     cold = np.asarray(cold, dtype=bool)
     if int(cold.sum()) < MIN_UNSEEN_CASES or min_ratio <= 0 or cold.all():
         return choose_significant(reports, 0.0, metric)
@@ -101,10 +102,9 @@ def choose_unseen_offset(reports: dict[float, EvalReport], cold: np.ndarray, met
         per = reports[offset].per_case[metric]
         return float(per[cold].mean()) / max(float(per[~cold].mean()), 1e-12)
 
-    offsets = sorted(reports)
-    feasible = [o for o in offsets if ratio(o) >= min_ratio]
+    feasible = [o for o in sorted(reports) if ratio(o) >= min_ratio]
     if not feasible:
-        return max(offsets, key=ratio)
+        return choose_significant(reports, 0.0, metric)
     return max(feasible, key=lambda o: reports[o].metrics[metric])
 
 
@@ -321,11 +321,8 @@ class Trainer:
 
     def choose_unseen_offset(self, acc: Accelerator) -> float:
         """Set and return the retrieval offset of items absent from training, chosen on the
-        validation cases among :data:`UNSEEN_OFFSETS`: with at least
-        :data:`MIN_UNSEEN_CASES` unseen targets, the best ``metric`` among the offsets whose
-        unseen-target score is >= ``unseen_min_ratio`` x the seen-target score (the highest
-        ratio when none is); otherwise 0 unless another offset is significantly better (see
-        :func:`choose_significant`). Without unseen validation targets: 0."""
+        validation cases among :data:`UNSEEN_OFFSETS` by :func:`choose_unseen_offset`.
+        Without unseen validation targets: 0."""
         model = self.model
         model.unseen_offset.fill_(0.0)
         targets = np.asarray(self.split.valid.targets)
