@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -291,6 +293,14 @@ def test_for_recommender_fills_lists_with_faithful_evidence(tiny_encoder_dir, tm
                 kept = [h for h in history if h != e.evidence[0].item_id]
                 assert r.score_items([kept], [item.item_id])[0] < item.score + 1e-6
     assert lists[2][0].explanation.evidence_source == "popularity"
+    # template text naming a blocked (or unscanned) item gets the filter's learned layer too
+    assert r.safety is not None and explainer.cleared is not None
+    plan = SimpleNamespace(cited_idx=[0], item=1)
+    explainer.cleared[0] = False
+    assert explainer._free("template", plan) and explainer._free("llm", plan)
+    explainer.cleared[0] = True
+    assert not explainer._free("template", plan)
+    assert explainer._free("template", SimpleNamespace(cited_idx=[], item=10**6))
     pairs = [history for history in histories for _ in range(2)]
     exact = r.score_items(pairs, ["m7", "m8"] * 3).reshape(3, 2)
     np.testing.assert_allclose(recommender_scorer(r)(histories, ["m7", "m8"]), exact, rtol=1e-5)

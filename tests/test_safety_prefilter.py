@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
         ("a|bc", None),  # one branch requires nothing of two characters
         ("(?<!when )you(?:'re| are) dead", {" dead"}),  # the most selective one
         (r"\w+ on sight", {" on sight"}),
+        ("σας", None),  # non-ASCII: "ς" matches "σ" case-insensitively, so no literal
+        ("xyzμab", {"xyz"}),
     ],
 )
 def test_required_literals(pattern, required):
@@ -39,6 +41,7 @@ def test_required_literals(pattern, required):
         ("a lovely film", "idiots?", False),
         ("an ıdiot", "idiots?", True),  # dotless i matches "i" case-insensitively: no screen
         ("killing", "(?:kill)?ing", True),
+        ("ςας", "σας", True),
     ],
 )
 def test_screen_never_skips_a_match(text, pattern, may):

@@ -176,7 +176,11 @@ def test_explanations_skip_the_learned_layer_only_for_template_text(tiny_encoder
 
 
 def test_configs_saved_before_the_learned_layer_load_without_it():
-    old = classifier_from_dict({"type": "offline", "use_profanity_model": True,
-                                "untargeted_factor": 0.4, "lexicon_path": None})
+    from llmrec.recommender.recommender import _saved_safety
+
+    saved = {"classifier": {"type": "offline", "use_profanity_model": True,
+                            "untargeted_factor": 0.4, "lexicon_path": None}}
+    old = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     assert old.semantic is False and "semantic" not in old.labels
+    assert classifier_from_dict({"type": "offline"}).semantic is True  # a new config: on
     assert classifier_from_dict(OfflineToxicityClassifier().to_dict()).semantic is True

@@ -55,13 +55,20 @@ class Explainer:
     ``prompts -> texts`` for method 'llm' (default: :class:`LLMGenerator` from the config,
     loaded on first use); ``scorer``: ``(histories, item_ids) -> (H, K) scores`` for occlusion
     evidence (:func:`recommender_scorer`, or :func:`pairwise_scorer` over any per-pair scorer
-    such as ``Recommender.score_items``); ``window``: history items the model reads.
+    such as ``Recommender.score_items``); ``window``: history items the model reads;
+    ``cleared``: (N,) bool, the catalog items that passed ``safety`` when the catalog was
+    scanned (template texts naming only those skip the filter's learned layer; None: every
+    text gets every layer).
     """
 
     def __init__(self, catalog: ItemCatalog, config: ExplainConfig | None = None,
                  safety: SafetyFilter | None = None, *, generator: Generator | None = None,
-                 scorer: Scorer | None = None, window: int | None = None) -> None:
+                 scorer: Scorer | None = None, window: int | None = None,
+                 cleared: np.ndarray | None = None) -> None:
         self.config = cfg = config or ExplainConfig()
+        # (N,) bool: catalog items that passed ``safety`` (every layer) when the catalog was
+        # scanned; a template text naming only such items skips the filter's learned layer
+        self.cleared = None if cleared is None else np.asarray(cleared, dtype=bool)
         self.catalog, self.safety, self.scorer, self.window = catalog, safety, scorer, window
         self._safety = CachedSafety(safety) if safety is not None else None
         if cfg.evidence == "occlusion" and scorer is None:
@@ -91,8 +98,10 @@ class Explainer:
         from llmrec.safety import SafetyFilter
 
         safety = rec.safety if rec.safety is not None else SafetyFilter()
+        cleared = ~np.asarray(rec.blocked, dtype=bool) if rec.safety is not None else None
         return cls(rec.catalog, config, safety, generator=generator,
-                   scorer=recommender_scorer(rec), window=rec.model_config.max_len)
+                   scorer=recommender_scorer(rec), window=rec.model_config.max_len,
+                   cleared=cleared)
 
     @property
     def checker(self) -> GroundingChecker:
@@ -224,6 +233,14 @@ class Explainer:
             return [("", f"llm error: {type(err).__name__}: {err}"[:200])] * len(plans)
         return [(" ".join(str(t).split()), "") for t in texts]
 
+    def _free(self, method: str, plan: _Plan) -> bool:
+        """Whether a text must get every safety layer: LLM text, or a template naming an
+        item not known to have passed the filter (blocked history items are cited too)."""
+        if method == "llm" or self.cleared is None:
+            return True
+        n = len(self.cleared)
+        return not all(j < n and self.cleared[j] for j in [*plan.cited_idx, plan.item])
+
     def _choose(self, chains: list[list[_Candidate]]) -> list[tuple[_Candidate, bool | None]]:
         """The first safe candidate of each chain (safety checked in batches, per round)."""
         if self._safety is None:
@@ -233,7 +250,7 @@ class Explainer:
         pending = list(range(len(chains)))
         while pending:
             verdicts = self._safety.check([chains[i][pos[i]][0] for i in pending],
-                                          [chains[i][pos[i]][1] == "llm" for i in pending])
+                                          [self._free(*chains[i][pos[i]][1:]) for i in pending])
             still = []
             for i, v in zip(pending, verdicts, strict=True):
                 chain, (_, method, plan) = chains[i], chains[i][pos[i]]

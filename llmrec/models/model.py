@@ -122,7 +122,10 @@ class SeqRecModel(nn.Module):
         """(N,) additive retrieval score per item (the unseen-item offset), or None if 0."""
         if float(self.unseen_offset) == 0.0:
             return None
-        return self.unseen.to(self.unseen_offset.dtype) * self.unseen_offset  # (N,)
+        unseen = self.unseen
+        if len(unseen) < self.n_items:  # items appended through items.grow: never trained
+            unseen = torch.cat([unseen, unseen.new_ones(self.n_items - len(unseen))])
+        return unseen.to(self.unseen_offset.dtype) * self.unseen_offset  # (N,)
 
     def retrieval_scores(self, user: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
         """(B, N) dot-product retrieval scores of every item for ``user`` (B, D)."""

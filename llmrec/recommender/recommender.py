@@ -446,7 +446,7 @@ class Recommender:
         """Rebuild a saved recommender exactly (strict: missing or extra weights are errors)."""
         path = Path(path)
         cfg = read_json(path / "config.json")
-        safety = (SafetyFilter.from_dict(read_json(path / "safety.json"))
+        safety = (SafetyFilter.from_dict(_saved_safety(read_json(path / "safety.json")))
                   if (path / "safety.json").is_file() else None)
         # the adapter saved with the model supersedes the one it started from
         encoder = EncoderConfig.from_dict({**cfg["encoder"], "adapter_path": None})
@@ -496,3 +496,13 @@ def adapter_origin(path: str | Path) -> str:
     return (f"`{path}` ({meta.get('objective')} objective on {corpus}, "
             f"{meta.get('epochs')} epoch(s) / max_steps {meta.get('max_steps')}, "
             f"lr {meta.get('lr')}, llmrec {meta.get('llmrec_version')})")
+
+
+def _saved_safety(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved filter configuration as it was saved: an offline classifier stored before the
+    learned layer existed has no "semantic" key, and its stored catalog verdicts were made
+    without that layer, so it is rebuilt without it."""
+    clf = values.get("classifier")
+    if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
+        values = {**values, "classifier": {**clf, "semantic": False}}
+    return values

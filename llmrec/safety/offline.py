@@ -222,7 +222,4 @@ class OfflineToxicityClassifier:
             raise ValueError(
                 f"OfflineToxicityClassifier: unknown key(s) {unknown}; allowed: {sorted(known)}"
             )
-        # a saved configuration without the key predates the learned layer: it is rebuilt
-        # as it was saved (the stored catalog verdicts were made without the layer)
-        values.setdefault("semantic", False)
         return cls(**values)

@@ -38,7 +38,9 @@ def _sequence(items: Sequence[tuple[object, object]]) -> frozenset[str] | None:
         run.clear()
 
     for op, av in items:
-        if op is sre_c.LITERAL:
+        if op is sre_c.LITERAL and chr(av).isascii():  # type: ignore[arg-type]
+            # non-ASCII letters have case-insensitive equivalents beyond lower() ("ς" ~ "σ",
+            # "µ" ~ "μ"): they break the run, so the screen stays exact
             run.append(chr(av).lower())  # type: ignore[arg-type]
             continue
         flush()

@@ -177,7 +177,8 @@ class SemanticHarmModel:
         paths = settings.example_paths()
         stamps = tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
                        for p in paths)
-        key = (settings.model, stamps, float(settings.c))
+        key = (settings.model, stamps, float(settings.c), float(settings.margin),
+               settings.batch_size)
         with cls._lock:
             if key not in cls._cache:
                 cls._cache[key] = cls(settings)
