@@ -103,7 +103,8 @@ class TrainConfig:
         metadata={"help": "Items absent from training get a retrieval offset chosen on "
                   "validation after training: the best NDCG among offsets whose NDCG on "
                   "unseen-item targets is at least this share of that on the others, so new "
-                  "items stay discoverable (0 = best overall NDCG, which can bury them). "
+                  "items stay discoverable (0 = best overall NDCG, which can bury them; "
+                  "id-only models always use 0: their unseen vectors are untrained). "
                   "Applied when validation has at least 20 unseen targets and some offset "
                   "reaches the ratio; otherwise the offset is 0 unless another one is "
                   "significantly better."},

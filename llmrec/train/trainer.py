@@ -337,8 +337,10 @@ class Trainer:
             model.unseen_offset.fill_(offset)
             reports[offset] = evaluate(ModelScorer(model, acc.device), self.split.valid, cfg,
                                        name="valid")
-        chosen = choose_unseen_offset(reports, unseen[targets], self.config.metric,
-                                      self.config.unseen_min_ratio)
+        # id-only vectors of unseen items are untrained noise: promoting them to reach a
+        # ratio would only spread random items over every list, so no ratio there
+        ratio = 0.0 if model.config.mode == "id" else self.config.unseen_min_ratio
+        chosen = choose_unseen_offset(reports, unseen[targets], self.config.metric, ratio)
         model.unseen_offset.fill_(chosen)
         return chosen
 
