@@ -146,13 +146,15 @@ class SeqRecModel(nn.Module):
         return training_loss(self, seq, targets, **kwargs)  # type: ignore[arg-type]
 
     def encode_history(
-        self, seq: torch.Tensor, item_vectors: torch.Tensor | None = None
+        self, seq: torch.Tensor, item_vectors: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """``seq`` (B, L) item indices left-padded with -1 -> states (B, L, D)."""
+        """``seq`` (B, L) item indices left-padded with -1 -> states (B, L, D); with
+        ``last_only`` only the last position's (B, 1, D)."""
         valid = seq >= 0  # (B, L)
         idx = seq.clamp(min=0)
         vec = self.items(idx) if item_vectors is None else item_vectors[idx]  # (B, L, D)
-        return self.sequence(vec * valid[..., None], valid)
+        return self.sequence(vec * valid[..., None], valid, last_only=last_only)
 
     @torch.no_grad()
     def score_candidates(self, seq: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -161,9 +163,7 @@ class SeqRecModel(nn.Module):
         cannot change a score, so it is skipped and only the last position is encoded."""
         vectors = self.items.cached()  # (N, D)
         if float(self.head_scale) == 0.0 or not self.config.head_top_n:
-            valid = seq >= 0  # (B, L)
-            vec = vectors[seq.clamp(min=0)] * valid[..., None]  # (B, L, D)
-            user = self.sequence(vec, valid, last_only=True)[:, 0]  # (B, D)
+            user = self.encode_history(seq, vectors, last_only=True)[:, 0]  # (B, D)
             scores = (vectors[candidates] * user[:, None, :]).sum(-1)  # (B, C)
             bias = self.item_bias()
             return scores if bias is None else scores + bias[candidates]

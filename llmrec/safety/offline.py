@@ -89,8 +89,8 @@ class ProfanityCheckClassifier:
 
 @dataclass
 class OfflineToxicityClassifier:
-    """The default classifier: works offline, needs no download; ~1.5 ms per text on one CPU
-    with the learned layer (its sentence encoder dominates), ~0.5 ms without.
+    """The default classifier: works offline, needs no download; ~3-7 ms per text on one CPU
+    core with the learned layer (its sentence encoder dominates), ~0.3 ms without.
 
     Labels: ``toxicity`` (alt-profanity-check's probability, counted in full only when someone
     is addressed or targeted, or strong profanity is present; otherwise multiplied by
@@ -122,7 +122,8 @@ class OfflineToxicityClassifier:
         default=True,
         metadata={"help": "Add the learned layer, label 'semantic': a regression on sentence "
                   "embeddings trained on labelled examples (llmrec.safety.semantic); catches "
-                  "paraphrases the lexicon has no words for. ~1 ms per text on one CPU."},
+                  "paraphrases the lexicon has no words for. ~3-7 ms per text on one CPU "
+                  "core (the sentence encoder)."},
     )
     semantic_model: str = field(
         default="default",

@@ -3,7 +3,7 @@
 Most lexicon patterns can only match where one of a few literal strings occurs ("idiot",
 "you", "kill ..."). :func:`required_literals` reads that set off a compiled pattern (a match
 must contain at least one of them; None when nothing is required), and :class:`LiteralScreen`
-finds, in one scan of a text, which of all the patterns' literals occur, so that
+finds which of all the patterns' literals occur in a text (substring tests), so that
 ``Lexicon.analyze`` runs only the patterns that can match. The screen is a necessary
 condition, never a guess: a pattern it skips has no match in that text.
 """
@@ -76,17 +76,19 @@ class LiteralScreen:
             p: required_literals(p) for p in patterns
         }
         self._strings = tuple(sorted({s for r in self.required.values() if r for s in r}))
-        self._unions: dict[tuple[int, ...], frozenset[str] | None] = {}
+        # id(list) -> (the list, union): the list is kept, so its id cannot be reused
+        self._unions: dict[int, tuple[Sequence[re.Pattern[str]], frozenset[str] | None]] = {}
 
     def union(self, patterns: Sequence[re.Pattern[str]]) -> frozenset[str] | None:
         """The literals of all ``patterns`` (memoised per list): when none occurs, none of
         them can match; None when one of them requires nothing."""
-        key = tuple(map(id, patterns))
-        if key not in self._unions:
+        hit = self._unions.get(id(patterns))
+        if hit is None or hit[0] is not patterns:
             sets = [self.required[p] for p in patterns]
-            self._unions[key] = (None if any(r is None for r in sets)
-                                 else frozenset().union(*sets))  # type: ignore[arg-type]
-        return self._unions[key]
+            union = (None if any(r is None for r in sets)
+                     else frozenset().union(*sets))  # type: ignore[arg-type]
+            hit = self._unions[id(patterns)] = (patterns, union)
+        return hit[1]
 
     def present(self, text: str) -> frozenset[str] | None:
         """The literals occurring in ``text``; None when the screen cannot tell (then every
