@@ -13,6 +13,7 @@ from llmrec.models.attention import gelu_init_
 from llmrec.models.config import ModelConfig
 from llmrec.models.head import AttentionScoringHead
 from llmrec.models.sequence import SequenceEncoder
+from llmrec.models.topk import catalog_topk
 
 
 @dataclass
@@ -77,8 +78,20 @@ class ItemTower(nn.Module):
                tuple((p.data_ptr(), p._version) for p in self.parameters()))
         if getattr(self, "_cache_key", None) != key:
             self._cache = self()
+            self._cache_t = None
             self._cache_key = key
         return self._cache
+
+    def cached_t(self) -> torch.Tensor:
+        """:meth:`cached` transposed and contiguous, (D, N): the retrieval matrix. A user
+        row times it reads the catalog in one sequential sweep (~3x faster than through the
+        transposed view of the (N, D) matrix at 100k items)."""
+        vectors = self.cached()
+        if torch.is_grad_enabled():
+            return vectors.T
+        if self._cache_t is None:
+            self._cache_t = vectors.T.contiguous()
+        return self._cache_t
 
     def grow(self, text: torch.Tensor) -> None:
         """Append new items: their text embeddings, and zero id vectors (text decides)."""
@@ -127,9 +140,12 @@ class SeqRecModel(nn.Module):
             unseen = torch.cat([unseen, unseen.new_ones(self.n_items - len(unseen))])
         return unseen.to(self.unseen_offset.dtype) * self.unseen_offset  # (N,)
 
-    def retrieval_scores(self, user: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        """(B, N) dot-product retrieval scores of every item for ``user`` (B, D)."""
-        scores = user @ vectors.T  # (B, N), a fresh tensor
+    def retrieval_scores(self, user: torch.Tensor,
+                         vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) dot-product retrieval scores of every item for ``user`` (B, D), against
+        ``vectors`` (N, D) or, by default, the cached catalog (:meth:`ItemTower.cached_t`)."""
+        matrix = self.items.cached_t() if vectors is None else vectors.T  # (D, N)
+        scores = user @ matrix  # (B, N), a fresh tensor
         bias = self.item_bias()
         return scores if bias is None else scores.add_(bias)
 
@@ -211,7 +227,7 @@ class SeqRecModel(nn.Module):
         exclusions); off saves a top-k over the catalog when nothing can be blocked."""
         vectors = self.items.cached()  # (N, D)
         states = self.encode_history(seq, vectors)  # (B, L, D)
-        retrieval = self.retrieval_scores(states[:, -1], vectors)  # (B, N), masked in place
+        retrieval = self.retrieval_scores(states[:, -1])  # (B, N), masked in place
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
         if exclude_rows is not None:
             rows = np.repeat(np.arange(len(exclude_rows)), [len(r) for r in exclude_rows])
@@ -221,16 +237,16 @@ class SeqRecModel(nn.Module):
         unmasked = None
         if exclude is not None:
             if report_masked:  # what the mask keeps out, reported
-                unmasked = retrieval.topk(n, dim=1).indices
+                unmasked = catalog_topk(retrieval, n)[1]
             retrieval.masked_fill_(exclude, float("-inf"))
-        top = retrieval.topk(n, dim=1)
+        values, indices = catalog_topk(retrieval, n)
         if self.config.head_top_n == 0:
-            return RankOutput(top.indices, top.values, None, unmasked)
-        final, attention = self.rerank(states, seq >= 0, states[:, -1], top.indices, vectors)
-        final = final.masked_fill(torch.isinf(top.values), float("-inf"))
+            return RankOutput(indices, values, None, unmasked)
+        final, attention = self.rerank(states, seq >= 0, states[:, -1], indices, vectors)
+        final = final.masked_fill(torch.isinf(values), float("-inf"))
         order = final.argsort(dim=1, descending=True)
         return RankOutput(
-            top.indices.gather(1, order),
+            indices.gather(1, order),
             final.gather(1, order),
             attention.gather(1, order[..., None].expand_as(attention)),
             unmasked,
@@ -242,14 +258,14 @@ class SeqRecModel(nn.Module):
         head's order; every other item keeps its retrieval score below them."""
         vectors = self.items.cached()
         states = self.encode_history(seq, vectors)
-        retrieval = self.retrieval_scores(states[:, -1], vectors)  # (B, N)
+        retrieval = self.retrieval_scores(states[:, -1])  # (B, N)
         if self.config.head_top_n == 0:
             return retrieval
         n = min(self.config.head_top_n, self.n_items)
-        top = retrieval.topk(n, dim=1)
-        final, _ = self.rerank(states, seq >= 0, states[:, -1], top.indices, vectors)  # (B, n)
+        indices = catalog_topk(retrieval, n)[1]
+        final, _ = self.rerank(states, seq >= 0, states[:, -1], indices, vectors)  # (B, n)
         lift = retrieval.max(1, keepdim=True).values - final.min(1, keepdim=True).values + 1.0
-        return retrieval.scatter(1, top.indices, final + lift)
+        return retrieval.scatter(1, indices, final + lift)
 
 
 @dataclass
