@@ -10,7 +10,7 @@ rate on the benign product texts, combined with the rest of the offline filter, 
 ``explanation``, out of fold too) and, with ``--ml100k``, no MovieLens item text, rendered or
 bare title, that the rest of the filter lets pass (scored by the model trained on all
 examples). Prints recall of the layer alone and combined. The holdout
-(``eval/safety/safety_holdout2.jsonl``) is never read here.
+(``eval/safety/safety_holdout3.jsonl``) is never read here.
 """
 
 from __future__ import annotations
