@@ -80,6 +80,9 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
         ({"c": 0}, "semantic c must be a number > 0"),
         ({"margin": "1"}, "semantic margin must be a number"),
         ({"batch_size": 0}, "semantic batch_size must be an int >= 1"),
+        ({"method": "svm"}, r"semantic method must be one of \('lora', 'regression'\)"),
+        ({"r": 0}, "semantic r must be an int >= 1"),
+        ({"epochs": 1.5}, "semantic epochs must be an int >= 1"),
     ],
 )
 def test_settings_checks(kwargs, message):
@@ -94,11 +97,21 @@ def test_offline_classifier_checks():
         OfflineToxicityClassifier(semantic_examples="a.jsonl")  # type: ignore[arg-type]
 
 
-def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples):
+@pytest.fixture
+def llmrec_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("method, options", [("regression", {"c": 1e4}),
+                                             ("lora", {"epochs": 40, "r": 8})])
+def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cache, method,
+                                          options):
     """Trained on a tiny random BERT: training texts score on the right side of 0.5 with a
-    zero margin, the score is deterministic, and a context frame's dampening lowers it."""
-    settings = SemanticSettings(model=tiny_encoder_dir, examples=(str(examples),), c=1e4,
-                                margin=0.0)
+    zero margin, the score is deterministic (the fine-tuned classifier: reloaded from the
+    cache folder), and a context frame's dampening lowers it."""
+    settings = SemanticSettings(model=tiny_encoder_dir, examples=(str(examples),),
+                                method=method, margin=0.0, **options)
     model = SemanticHarmModel.get(settings)
     assert SemanticHarmModel.get(settings) is model  # trained once per process
     assert model.classes == ("benign", "insult", "threat")
@@ -113,9 +126,26 @@ def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples):
     damped, _ = model.scores(texts, np.full(len(texts), 0.4))
     np.testing.assert_allclose(damped, score ** 2.5, rtol=0, atol=2e-4)
     assert model.scores([], np.ones(0))[0].shape == (0,)
+    saved = sorted(p.name for p in (llmrec_cache / "safety").glob("*/*"))
+    assert saved == (["classifier.safetensors", "meta.json"] if method == "lora" else [])
 
 
-def test_offline_classifier_with_own_encoder_saves_and_skips(tiny_encoder_dir, examples):
+def test_fine_tuned_cache_is_strict(tiny_encoder_dir, examples, llmrec_cache):
+    from safetensors.torch import save_file
+
+    settings = SemanticSettings(model=tiny_encoder_dir, examples=(str(examples),),
+                                method="lora", epochs=1, r=4)
+    SemanticHarmModel(settings)
+    (weights,) = (llmrec_cache / "safety").glob("*/classifier.safetensors")
+    import torch
+
+    save_file({"head.weight": torch.zeros(3, 32)}, str(weights))  # a damaged entry
+    with pytest.raises(ValueError, match=r"classifier.safetensors: missing keys .*lora"):
+        SemanticHarmModel(settings)
+
+
+def test_offline_classifier_with_own_encoder_saves_and_skips(tiny_encoder_dir, examples,
+                                                            llmrec_cache):
     clf = OfflineToxicityClassifier(semantic_model=tiny_encoder_dir,
                                     semantic_examples=[str(examples)])
     assert clf.labels[-1] == "semantic"
@@ -163,7 +193,8 @@ def test_format_variants(row, variants):
     assert format_variants(row) == variants
 
 
-def test_explanations_skip_the_learned_layer_only_for_template_text(tiny_encoder_dir, examples):
+def test_explanations_skip_the_learned_layer_only_for_template_text(tiny_encoder_dir, examples,
+                                                                   llmrec_cache):
     from llmrec.explain.safety import CachedSafety
 
     clf = OfflineToxicityClassifier(semantic_model=tiny_encoder_dir,
@@ -184,3 +215,7 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     assert old.semantic is False and "semantic" not in old.labels
     assert classifier_from_dict({"type": "offline"}).semantic is True  # a new config: on
     assert classifier_from_dict(OfflineToxicityClassifier().to_dict()).semantic is True
+    # saved before the layer could be fine-tuned: the regression its verdicts came from
+    saved["classifier"]["semantic"] = True
+    assert SafetyFilter.from_dict(_saved_safety(saved)).classifier.semantic_method == "regression"
+    assert classifier_from_dict({"type": "offline"}).semantic_method == "lora"

@@ -1,16 +1,18 @@
 """How the learned safety layer's regularisation ``c`` and ``margin`` were chosen.
 
-    .venv/bin/python eval/safety/learned_layer_cv.py            # shipped examples
-    .venv/bin/python eval/safety/learned_layer_cv.py --ml100k   # + MovieLens titles must pass
+    .venv/bin/python eval/safety/learned_layer_cv.py --ml100k --max-ml-blocks 3  # fine-tuned
+    .venv/bin/python eval/safety/learned_layer_cv.py --method regression --ml100k --max-ml-blocks 3
 
-Out-of-fold scores (stratified 5-fold, 3 repeats) on the shipped examples
-(``llmrec/safety/data/*.jsonl``). Per ``c``: the smallest margin whose out-of-fold false-block
-rate on the benign product texts, combined with the rest of the offline filter, is <=
-``--max-fbr``, and which blocks none of the benign explanation sentences (category
-``explanation``, out of fold too) and, with ``--ml100k``, no MovieLens item text, rendered or
-bare title, that the rest of the filter lets pass (scored by the model trained on all
-examples). Prints recall of the layer alone and combined. The holdout
-(``eval/safety/safety_holdout3.jsonl``) is never read here.
+Out-of-fold scores (stratified 5-fold; 3 repeats for the regression, 1 for the fine-tuned
+classifier, which trains in minutes per fold) on the shipped examples
+(``llmrec/safety/data/*.jsonl``). Per ``c`` (regression), or for the fine-tuned classifier
+(the library's own training, ``llmrec.safety.finetuned``, default settings): the smallest
+margin whose out-of-fold false-block rate on the benign product texts, combined with the
+rest of the offline filter, is <= ``--max-fbr``, which blocks none of the benign explanation
+sentences (category ``explanation``, out of fold too) and, with ``--ml100k``, at most
+``--max-ml-blocks`` MovieLens item texts, rendered or bare title, that the rest of the filter
+lets pass (scored by the model trained on all examples). Prints recall of the layer alone
+and combined. The holdout (``eval/safety/safety_holdout3.jsonl``) is never read here.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter
+from llmrec.safety.finetuned import LoraHarmClassifier
+from llmrec.safety.finetuned import train as finetune_train
 from llmrec.safety.lexicon import Lexicon
 from llmrec.safety.semantic import (
     DEFAULT_EXAMPLES,
+    SemanticSettings,
     fit_regression,
     format_variants,
     harm_score,
@@ -36,7 +41,9 @@ from llmrec.safety.semantic import (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--c", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0])
+    parser.add_argument("--method", choices=("lora", "regression"), default="lora")
+    parser.add_argument("--c", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0],
+                        help="Regression strengths tried ('regression').")
     parser.add_argument("--max-fbr", type=float, default=0.02)
     parser.add_argument("--ml100k", action="store_true")
     parser.add_argument("--ml100k-cache", default=None)
@@ -81,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
     x, (damp, other) = embed(texts), context(texts)
     variants = [format_variants(r) for r in rows]
-    xv = embed([v for vs in variants for v in vs])
+    variant_texts = [v for vs in variants for v in vs]
+    xv = embed(variant_texts)
+    settings = SemanticSettings(method="lora")
     owner = np.repeat(np.arange(len(rows)), [len(vs) for vs in variants])
 
     def fit(train: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
@@ -95,31 +104,55 @@ def main(argv: list[str] | None = None) -> int:
           f"{other[harmful].mean():.3f}, false-block rate {other[product].mean():.3f}, "
           f"explanations blocked {int(other[must_pass].sum())}/{must_pass.sum()}"
           + (f"; MovieLens titles blocked {int(other_m.sum())}/{len(extra)}" if extra else ""))
-    print("\n| c | margin | OOF recall, layer alone | OOF recall, combined | OOF FBR, combined |"
-          "\n|---|---|---|---|---|")
-    for c in args.c:
-        logits = np.zeros((3, len(rows), len(classes)))
-        for rep in range(3):
-            for train, test in StratifiedKFold(5, shuffle=True, random_state=rep).split(x, y):
-                w, b = fit(train, c)
-                logits[rep, test] = x[test] @ w.T + b
+    def fine_tuned(train: np.ndarray) -> LoraHarmClassifier:
+        keep = owner[np.isin(owner, train)]
+        model = LoraHarmClassifier(resolve_model_path("default"), len(classes), settings.r)
+        finetune_train(model, [texts[i] for i in train] + [variant_texts[j] for j in
+                                                           np.flatnonzero(np.isin(owner, train))],
+                       np.concatenate([y[train], y[keep]]), epochs=settings.epochs)
+        return model
+
+    def cross_validated(c: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+        reps = 3 if c is not None else 1
+        logits = np.zeros((reps, len(rows), len(classes)))
+        for rep in range(reps):
+            for fold, (train, test) in enumerate(
+                    StratifiedKFold(5, shuffle=True, random_state=rep).split(x, y)):
+                if c is not None:
+                    w, b = fit(train, c)
+                    logits[rep, test] = x[test] @ w.T + b
+                else:
+                    logits[rep, test] = fine_tuned(train).logits([texts[i] for i in test])
+                    print(f"fold {fold + 1}/5 trained", flush=True)
         ml_logits = None
         if xm is not None:
-            w, b = fit(np.arange(len(rows)), c)
-            ml_logits = xm @ w.T + b
-        for margin in np.arange(0.0, 6.0, 0.05):
-            blocked = np.array([harm_score(logits[r], margin, damp) >= 0.5 for r in range(3)])
+            if c is not None:
+                w, b = fit(np.arange(len(rows)), c)
+                ml_logits = xm @ w.T + b
+            else:
+                ml_logits = fine_tuned(np.arange(len(rows))).logits(extra)
+        return logits, ml_logits
+
+    print("\n| c | margin | OOF recall, layer alone | OOF recall, combined | OOF FBR, combined |"
+          "\n|---|---|---|---|---|")
+    for c in args.c if args.method == "regression" else [None]:
+        logits, ml_logits = cross_validated(c)
+        reps = len(logits)
+        for margin in np.arange(0.0, 8.0, 0.05):
+            blocked = np.array([harm_score(logits[r], margin, damp) >= 0.5
+                                for r in range(reps)])
             combined = blocked | other
             ok = combined[:, product].mean() <= args.max_fbr and not combined[:, must_pass].any()
             if ml_logits is not None:
                 extra_blocks = (harm_score(ml_logits, margin, damp_m) >= 0.5) & ~other_m
                 ok &= int(extra_blocks.sum()) <= args.max_ml_blocks
             if ok:
-                print(f"| {c:g} | {margin:.2f} | {blocked[:, harmful].mean():.3f} | "
+                name = "-" if c is None else f"{c:g}"
+                print(f"| {name} | {margin:.2f} | {blocked[:, harmful].mean():.3f} | "
                       f"{combined[:, harmful].mean():.3f} | {combined[:, product].mean():.3f} |")
                 break
         else:
-            print(f"| {c:g} | none <= 6 | - | - | - |")
+            print(f"| {'-' if c is None else f'{c:g}'} | none <= 8 | - | - | - |")
     return 0
 
 

@@ -501,8 +501,12 @@ def adapter_origin(path: str | Path) -> str:
 def _saved_safety(values: dict[str, Any]) -> dict[str, Any]:
     """A saved filter configuration as it was saved: an offline classifier stored before the
     learned layer existed has no "semantic" key, and its stored catalog verdicts were made
-    without that layer, so it is rebuilt without it."""
+    without that layer, so it is rebuilt without it; one stored before the layer could be
+    fine-tuned has no "semantic_method" and keeps the regression its verdicts came from."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
+    clf = values.get("classifier")
+    if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic_method" not in clf:
+        values = {**values, "classifier": {**clf, "semantic_method": "regression"}}
     return values

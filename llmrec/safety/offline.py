@@ -120,8 +120,8 @@ class OfflineToxicityClassifier:
     )
     semantic: bool = field(
         default=True,
-        metadata={"help": "Add the learned layer, label 'semantic': a regression on sentence "
-                  "embeddings trained on labelled examples (llmrec.safety.semantic); catches "
+        metadata={"help": "Add the learned layer, label 'semantic': a sentence encoder "
+                  "trained on labelled examples (llmrec.safety.semantic); catches "
                   "paraphrases the lexicon has no words for. ~3-7 ms per text on one CPU "
                   "core (the sentence encoder)."},
     )
@@ -129,6 +129,12 @@ class OfflineToxicityClassifier:
         default="default",
         metadata={"help": "Sentence encoder of the learned layer: a folder or hub id; "
                   "'default' = all-MiniLM-L6-v2."},
+    )
+    semantic_method: str = field(
+        default="lora",
+        metadata={"help": "How the learned layer is built: 'lora' = the encoder fine-tuned "
+                  "with a LoRA adapter (trained once, 1-4 min on a CPU, cached on disk; "
+                  "stronger), 'regression' = a regression on frozen embeddings (seconds)."},
     )
     semantic_examples: list[str] | None = field(
         default=None,
@@ -156,6 +162,7 @@ class OfflineToxicityClassifier:
             self.semantic_examples = list(self.semantic_examples)
         self._settings = SemanticSettings(
             model=self.semantic_model,
+            method=self.semantic_method,
             examples=None if self.semantic_examples is None else tuple(self.semantic_examples),
         )
         self._lexicon = Lexicon(self.lexicon_path)

@@ -47,6 +47,9 @@ __all__ = [
 DEFAULT_EXAMPLES = tuple(sorted((Path(__file__).parent / "data").glob("*.jsonl")))
 LABELS = ("harmful", "benign")
 BENIGN = "benign"
+METHODS = ("lora", "regression")
+# chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
+DEFAULT_MARGINS = {"lora": 4.6, "regression": 1.85}
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
@@ -114,13 +117,32 @@ class SemanticSettings:
         metadata={"help": "Labelled JSON-lines files to train on (None: the shipped "
                   "llmrec/safety/data/*.jsonl)."},
     )
-    c: float = field(default=10.0, metadata={"help": "Inverse L2 strength of the regression."})
-    margin: float = field(
-        default=1.85, metadata={"help": "Logits above even odds that score 0.5 (the threshold)."}
+    method: str = field(
+        default="lora",
+        metadata={"help": f"One of {METHODS}: 'lora' = the encoder fine-tuned with a LoRA "
+                  "adapter and a linear head (llmrec.safety.finetuned; trained once, 1-4 min "
+                  "on a CPU, then cached on disk); 'regression' = a softmax regression on "
+                  "the frozen encoder's embeddings (seconds, weaker)."},
     )
+    c: float = field(default=10.0, metadata={"help": "Inverse L2 strength of the regression."})
+    margin: float | None = field(
+        default=None,
+        metadata={"help": "Logits above even odds that score 0.5 (the threshold); None = the "
+                  "method's cross-validated default (DEFAULT_MARGINS)."},
+    )
+    r: int = field(default=16, metadata={"help": "LoRA rank ('lora')."})
+    epochs: int = field(default=5, metadata={"help": "Training epochs ('lora')."})
     batch_size: int = field(default=64, metadata={"help": "Texts per encoder batch."})
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"semantic method must be one of {METHODS}, got {self.method!r}")
+        if self.margin is None:
+            self.margin = DEFAULT_MARGINS[self.method]
+        for name in ("r", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"semantic {name} must be an int >= 1, got {value!r}")
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"semantic model must be a folder or hub id, got {self.model!r}")
         if self.examples is not None:
@@ -161,24 +183,33 @@ class SemanticHarmModel:
 
         self.settings = settings
         rows = read_examples(settings.example_paths())
-        self.encoder = SentenceTransformer(resolve_model_path(settings.model), device="cpu")
         classes = sorted({r["category"] for r in rows if r["label"] == "harmful"})
         self.classes = (BENIGN, *classes)
         texts, y = training_set(rows, self.classes)
-        self.weight, self.bias = fit_regression(self._embed(texts), y, settings.c)
         digest = hashlib.sha256()
         for r in rows:
             digest.update(json.dumps([r["text"], r["label"], r.get("category")]).encode())
         self.examples_sha256 = digest.hexdigest()
         self.n_examples = len(rows)
+        path = resolve_model_path(settings.model)
+        self.encoder = self.classifier = None
+        if settings.method == "lora":
+            from llmrec.safety.finetuned import load_or_train
+
+            self.classifier = load_or_train(path, texts, y, len(self.classes),
+                                            examples_sha256=self.examples_sha256,
+                                            r=settings.r, epochs=settings.epochs)
+        else:
+            self.encoder = SentenceTransformer(path, device="cpu")
+            self.weight, self.bias = fit_regression(self._embed(texts), y, settings.c)
 
     @classmethod
     def get(cls, settings: SemanticSettings) -> SemanticHarmModel:
         paths = settings.example_paths()
         stamps = tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
                        for p in paths)
-        key = (settings.model, stamps, float(settings.c), float(settings.margin),
-               settings.batch_size)
+        key = (settings.model, stamps, settings.method, float(settings.c),
+               float(settings.margin), settings.r, settings.epochs, settings.batch_size)
         with cls._lock:
             if key not in cls._cache:
                 cls._cache[key] = cls(settings)
@@ -196,8 +227,11 @@ class SemanticHarmModel:
         4 decimals, so batching does not change them (padding moves embeddings by ~1e-7)."""
         if not texts:
             return np.zeros(0), []
-        logits = self._embed(texts) @ self.weight.T + self.bias  # (n, K)
-        score = harm_score(logits, self.settings.margin, dampen)
+        if self.classifier is not None:
+            logits = self.classifier.logits(texts, self.settings.batch_size)  # (n, K)
+        else:
+            logits = self._embed(texts) @ self.weight.T + self.bias  # (n, K)
+        score = harm_score(logits, float(self.settings.margin), dampen)
         # 4 decimals: a text's score then does not depend on the batch it was padded in
         score = np.round(score, 4)
         top = [self.classes[1 + int(i)] for i in logits[:, 1:].argmax(axis=1)]

@@ -1,0 +1,144 @@
+"""The learned safety layer's fine-tuned form: the sentence encoder with a LoRA adapter and a
+linear head over benign + the harm categories, trained on the labelled examples.
+
+A regression on frozen mean-pooled embeddings reads topic more than intent; adapting the
+encoder lets it learn which words carry the harm. Trained once per (encoder, examples,
+settings), in one to a few minutes on a CPU, then kept in the llmrec cache folder
+(``$LLMREC_CACHE``, default ``~/.cache/llmrec``) as safetensors (adapter + head only, never
+the frozen base) and reloaded from there, strictly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["FINETUNE_VERSION", "LoraHarmClassifier", "load_or_train"]
+
+FINETUNE_VERSION = 1  # bump when training changes: cached classifiers are then retrained
+LOGIT_SCALE = 10.0  # cosine-like logits (unit-norm features) need a temperature
+
+
+class LoraHarmClassifier(nn.Module):
+    """Encoder + LoRA (r, alpha = 2r, dropout 0.1 on every attention and dense projection) ->
+    mean pooling -> unit norm -> linear head (K classes) x :data:`LOGIT_SCALE`."""
+
+    def __init__(self, model_path: str, n_classes: int, r: int) -> None:
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        base = AutoModel.from_pretrained(model_path)
+        targets = sorted({name.rsplit(".", 1)[-1] for name, m in base.named_modules()
+                          if isinstance(m, nn.Linear)} & {"query", "key", "value", "dense"})
+        if not targets:
+            raise ValueError(f"semantic model {model_path}: no query/key/value/dense linear "
+                             "layers for LoRA; use semantic_method='regression'")
+        self.encoder = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r,
+                                                       lora_dropout=0.1, target_modules=targets))
+        self.head = nn.Linear(base.config.hidden_size, n_classes)
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """(n,) texts -> (n, K) logits."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=64,
+                               return_tensors="pt")
+        hidden = self.encoder(**batch).last_hidden_state  # (n, T, H)
+        mask = batch["attention_mask"][..., None].to(hidden.dtype)  # (n, T, 1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (n, H)
+        return self.head(nn.functional.normalize(pooled, dim=-1)) * LOGIT_SCALE
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Only what training changed: the adapter and the head."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                if k in names}
+
+    @torch.no_grad()
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """(n, K) logits in eval mode, ``batch_size`` texts at a time."""
+        self.eval()
+        out = [self(texts[i : i + batch_size]).double().numpy()
+               for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.head.out_features))
+
+
+def train(model: LoraHarmClassifier, texts: Sequence[str], y: np.ndarray, *, epochs: int,
+          seed: int = 0, batch_size: int = 32) -> None:
+    """Cross-entropy, class-balanced, AdamW (adapter 1e-3, head 1e-2), fixed order per seed."""
+    torch.manual_seed(seed)
+    labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    counts = torch.bincount(labels, minlength=model.head.out_features).clamp(min=1).double()
+    weight = (len(labels) / (len(counts) * counts)).float()
+    adapter = [p for n, p in model.named_parameters() if p.requires_grad
+               and not n.startswith("head.")]
+    optim = torch.optim.AdamW([{"params": adapter, "lr": 1e-3},
+                               {"params": model.head.parameters(), "lr": 1e-2}],
+                              weight_decay=0.01)
+    order = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(texts), generator=order)
+        for start in range(0, len(texts), batch_size):
+            idx = perm[start : start + batch_size]
+            loss = nn.functional.cross_entropy(model([texts[i] for i in idx]), labels[idx],
+                                               weight=weight)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    model.eval()
+
+
+def cache_key(model_path: str, examples_sha256: str, n_classes: int, r: int,
+              epochs: int) -> str:
+    spec = {"model": str(model_path), "examples": examples_sha256, "classes": n_classes,
+            "r": r, "epochs": epochs, "version": FINETUNE_VERSION}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classes: int, *,
+                  examples_sha256: str, r: int, epochs: int,
+                  cache: str | os.PathLike | None = None) -> LoraHarmClassifier:
+    """The classifier for these examples: from the cache folder if trained before, else
+    trained now and saved there atomically (a crash never leaves a half-written entry)."""
+    from safetensors.torch import load_file, save_file
+
+    from llmrec.data.sources.cache import cache_dir
+
+    model = LoraHarmClassifier(model_path, n_classes, r)
+    folder = cache_dir(cache) / "safety" / (
+        "semantic-lora-" + cache_key(model_path, examples_sha256, n_classes, r, epochs))
+    weights = folder / "classifier.safetensors"
+    if weights.is_file():
+        state = load_file(str(weights))
+        expected = set(model.trainable_state())
+        if set(state) != expected:
+            missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"{weights}: missing keys {missing[:5]}, unexpected keys "
+                             f"{unexpected[:5]}; delete the folder to retrain")
+        model.load_state_dict(state, strict=False)
+        model.eval()
+        return model
+    train(model, texts, y, epochs=epochs)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    try:
+        save_file(model.trainable_state(), str(tmp / "classifier.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps(
+            {"model": str(model_path), "examples_sha256": examples_sha256, "r": r,
+             "epochs": epochs, "version": FINETUNE_VERSION}, indent=2, sort_keys=True))
+        with contextlib.suppress(OSError):  # another process saved it first: as good
+            tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model
