@@ -84,6 +84,23 @@ class ItemCatalog:
             self._some[i] = self.template.render_all([self.table.iloc[i].to_dict()])[0]
         return self._some[i]
 
+    def texts_for(self, indices: Iterable[int]) -> list[str]:
+        """The rendered texts of ``indices``, in order; rows never rendered before are rendered
+        together (one table lookup for all of them rather than one per row)."""
+        idx = [int(i) for i in indices]
+        if self._texts is not None:
+            return [self._texts[i] for i in idx]
+        n = len(self)
+        bad = [i for i in idx if not -n <= i < n]
+        if bad:
+            raise IndexError(f"item index {bad[0]} out of range for {n} items")
+        idx = [i % n for i in idx]
+        missing = sorted({i for i in idx if i not in self._some})
+        if missing:
+            rows = self.table.iloc[missing].to_dict("records")
+            self._some.update(zip(missing, self.template.render_all(rows), strict=True))
+        return [self._some[i] for i in idx]
+
     def with_template(self, template: str | ItemTemplate | None) -> ItemCatalog:
         """The same items rendered through another template."""
         return ItemCatalog(list(self.ids), self.table.copy(), ItemTemplate.resolve(template))

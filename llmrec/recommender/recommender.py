@@ -283,6 +283,15 @@ class Recommender:
         if out.attention is not None:
             e = min(N_EVIDENCE, out.attention.shape[-1])
             evidence_pos = out.attention[:, :k].topk(e, dim=-1).indices.tolist()
+        # every text the lists show, rendered in one pass over the catalog table
+        rows_items, rows_values = out.items[:, :k].tolist(), out.scores[:, :k].tolist()
+        hist_rows = seq.tolist()
+        shown = {i for r in rows_items for i in r}
+        if evidence_pos is not None:
+            shown.update(hist_rows[r][p] for r, per in enumerate(evidence_pos)
+                         for ps in per for p in ps)
+        shown.discard(-1)
+        text = dict(zip(shown, catalog.texts_for(shown), strict=True))
         results = []
         for row, h in enumerate(idx):
             res = RecommendationList(notes=notes[row])
@@ -291,26 +300,25 @@ class Recommender:
                 scores = torch.as_tensor(self.popularity, dtype=torch.float32)
                 scores = scores.masked_fill(blocked, float("-inf"))
                 top = scores.topk(min(k, n))
-                items, values, attn, pos = top.indices, top.values, None, None
+                items, values, attn, pos = top.indices.tolist(), top.values.tolist(), None, None
             else:
-                items, values = out.items[row, :k], out.scores[row, :k]
+                items, values = rows_items[row], rows_values[row]
                 attn = out.attention[row] if out.attention is not None else None
                 pos = evidence_pos[row] if evidence_pos is not None else None
-            hist_pos = seq[row].tolist()
-            for rank, (item, score) in enumerate(zip(items.tolist(), values.tolist(),
-                                                     strict=True)):
+            hist_pos = hist_rows[row]
+            for rank, (item, score) in enumerate(zip(items, values, strict=True)):
                 if len(res.items) == k or score == float("-inf"):
                     break
                 evidence = []
                 if attn is not None and pos is not None:
-                    for p in pos[rank]:
+                    weights = attn[rank, pos[rank]].tolist()
+                    for p, w in zip(pos[rank], weights, strict=True):
                         if hist_pos[p] >= 0:
                             j = hist_pos[p]
-                            evidence.append(Evidence(catalog.ids[j], float(attn[rank, p]),
-                                                     catalog.text(j)))
+                            evidence.append(Evidence(catalog.ids[j], w, text[j]))
                 res.items.append(Recommendation(catalog.ids[item], float(score),
-                                                catalog.text(item), len(res.items) + 1,
-                                                evidence))
+                                                text.get(item) or catalog.text(item),
+                                                len(res.items) + 1, evidence))
             if len(res.items) < k:
                 res.notes.append(f"only {len(res.items)} recommendable items for k={k} "
                                  f"(catalog {n}, blocked {int(self.blocked.sum())}, "
