@@ -48,6 +48,13 @@ def test_formats_load_the_same(write, fmt):
     assert (ds.n_users, ds.n_items, len(ds.interactions)) == (2, 5, 8)
     assert ds.catalog.row(0) == {"title": "Alien", "genres": ["Sci-Fi", "Horror"], "year": "1979"}
     assert ds.catalog.text(0) == "Alien. Genres: Sci-Fi, Horror. Year: 1979"
+    # a batch of texts (rendered together, in order, repeats and negative indices allowed)
+    some = ds.catalog.texts_for([3, 0, 3, -1])
+    assert some == [ds.catalog.text(3), ds.catalog.text(0), ds.catalog.text(3),
+                    ds.catalog.text(4)]
+    assert some == [ds.catalog.texts()[i] for i in (3, 0, 3, 4)]
+    with pytest.raises(IndexError, match="item index 5 out of range for 5 items"):
+        ds.catalog.with_template(None).texts_for([1, 5])
     seqs = [[ds.catalog.ids[i] for i in s] for s in ds.sequences()]
     assert seqs == [["i3", "i1", "i2", "i4"], ["i1", "i2", "i5", "i3"]]
 
