@@ -33,7 +33,7 @@ class LoraHarmClassifier(nn.Module):
     """Encoder + LoRA (r, alpha = 2r, dropout 0.1 on every attention and dense projection) ->
     mean pooling -> unit norm -> linear head (K classes) x :data:`LOGIT_SCALE`."""
 
-    def __init__(self, model_path: str, n_classes: int, r: int) -> None:
+    def __init__(self, model_path: str, n_classes: int, r: int, seed: int = 0) -> None:
         super().__init__()
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModel, AutoTokenizer
@@ -45,9 +45,11 @@ class LoraHarmClassifier(nn.Module):
         if not targets:
             raise ValueError(f"semantic model {model_path}: no query/key/value/dense linear "
                              "layers for LoRA; use semantic_method='regression'")
-        self.encoder = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r,
-                                                       lora_dropout=0.1, target_modules=targets))
-        self.head = nn.Linear(base.config.hidden_size, n_classes)
+        with torch.random.fork_rng(devices=[]):  # seeded init; the caller's RNG untouched
+            torch.manual_seed(seed)
+            self.encoder = get_peft_model(base, LoraConfig(
+                r=r, lora_alpha=2 * r, lora_dropout=0.1, target_modules=targets))
+            self.head = nn.Linear(base.config.hidden_size, n_classes)
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """(n,) texts -> (n, K) logits."""
@@ -75,8 +77,15 @@ class LoraHarmClassifier(nn.Module):
 
 def train(model: LoraHarmClassifier, texts: Sequence[str], y: np.ndarray, *, epochs: int,
           seed: int = 0, batch_size: int = 32) -> None:
-    """Cross-entropy, class-balanced, AdamW (adapter 1e-3, head 1e-2), fixed order per seed."""
-    torch.manual_seed(seed)
+    """Cross-entropy, class-balanced, AdamW (adapter 1e-3, head 1e-2), fixed order and
+    dropout per seed (the caller's RNG state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _train(model, texts, y, epochs, seed, batch_size)
+
+
+def _train(model: LoraHarmClassifier, texts: Sequence[str], y: np.ndarray, epochs: int,
+           seed: int, batch_size: int) -> None:
     labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     counts = torch.bincount(labels, minlength=model.head.out_features).clamp(min=1).double()
     weight = (len(labels) / (len(counts) * counts)).float()
