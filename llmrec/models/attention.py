@@ -31,17 +31,25 @@ class MultiHeadAttention(nn.Module):
         return x.view(b, n, self.n_heads, self.head_dim).transpose(1, 2)  # (B, h, N, d)
 
     def forward(
-        self, query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor,
+        need_weights: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``query`` (B, Q, D), ``key`` (B, K, D), ``allowed`` (B, Q, K) bool.
 
-        Returns the attended values (B, Q, D) and the weights (B, h, Q, K).
+        Returns the attended values (B, Q, D) and the weights (B, h, Q, K); without
+        ``need_weights`` the weights are None and one fused kernel does the attention.
         """
         q, k, v = self._split(self.q(query)), self._split(self.k(key)), self._split(self.v(key))
-        logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, Q, K)
-        logits = logits.masked_fill(~allowed[:, None], torch.finfo(logits.dtype).min)
-        weights = logits.softmax(-1)  # (B, h, Q, K)
-        y = self.drop(weights) @ v  # (B, h, Q, d)
+        if not need_weights:  # the same arithmetic, fused (every row allows >= 1 key)
+            y = nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed[:, None],
+                dropout_p=self.drop.p if self.training else 0.0)  # (B, h, Q, d)
+            weights = None
+        else:
+            logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, Q, K)
+            logits = logits.masked_fill(~allowed[:, None], torch.finfo(logits.dtype).min)
+            weights = logits.softmax(-1)  # (B, h, Q, K)
+            y = self.drop(weights) @ v  # (B, h, Q, d)
         b, _, n_q, _ = y.shape
         y = y.transpose(1, 2).reshape(b, n_q, self.n_heads * self.head_dim)  # (B, Q, D)
         return self.out(y), weights
@@ -68,7 +76,7 @@ class TransformerBlock(nn.Module):
             x, query, allowed = x[:, -1:], h[:, -1:], allowed[:, -1:]  # (B, 1, D), (B, 1, L)
         else:
             query = h
-        x = x + self.drop(self.attn(query, h, allowed)[0])
+        x = x + self.drop(self.attn(query, h, allowed, need_weights=False)[0])
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
