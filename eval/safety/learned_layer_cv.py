@@ -8,11 +8,13 @@ classifier, which trains in minutes per fold) on the shipped examples
 (``llmrec/safety/data/*.jsonl``). Per ``c`` (regression), or for the fine-tuned classifier
 (the library's own training, ``llmrec.safety.finetuned``, default settings): the smallest
 margin whose out-of-fold false-block rate on the benign product texts, combined with the
-rest of the offline filter, is <= ``--max-fbr``, which blocks none of the benign explanation
-sentences (category ``explanation``, out of fold too) and, with ``--ml100k``, at most
-``--max-ml-blocks`` MovieLens item texts, rendered or bare title, that the rest of the filter
-lets pass (scored by the model trained on all examples). Prints recall of the layer alone
-and combined. The holdout (``eval/safety/safety_holdout3.jsonl``) is never read here.
+rest of the offline filter, is <= ``--max-fbr``; which blocks at most
+``--max-explanation-fbr`` of the benign explanation sentences (category ``explanation``,
+out of fold too; a blocked LLM explanation falls back to the template sentence); and, with
+``--ml100k``, at most ``--max-ml-blocks`` MovieLens item texts, rendered or bare title,
+that the rest of the filter lets pass (scored by the model trained on all examples).
+Prints recall of the layer alone and combined. The holdout
+(``eval/safety/safety_holdout3.jsonl``) is never read here.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0],
                         help="Regression strengths tried ('regression').")
     parser.add_argument("--max-fbr", type=float, default=0.02)
+    parser.add_argument("--save", default=None, help="Also save the out-of-fold logits to "
+                        "<SAVE>-<method>-<c>.npz.")
+    parser.add_argument("--max-explanation-fbr", type=float, default=0.0,
+                        help="Share of the benign explanation sentences that may be blocked "
+                        "(a blocked LLM explanation falls back to the template sentence).")
     parser.add_argument("--ml100k", action="store_true")
     parser.add_argument("--ml100k-cache", default=None)
     parser.add_argument("--max-ml-blocks", type=int, default=0,
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return fit_regression(np.vstack([x[train], xv[keep]]),
                               np.concatenate([y[train], y[owner[keep]]]), c)
 
-    xm, (damp_m, other_m) = (embed(extra), context(extra)) if extra else (None, None)
+    xm, (damp_m, other_m) = (embed(extra), context(extra)) if extra else (None, (None, None))
     print(f"{len(rows)} examples ({harmful.sum()} harmful); rest of the filter alone: recall "
           f"{other[harmful].mean():.3f}, false-block rate {other[product].mean():.3f}, "
           f"explanations blocked {int(other[must_pass].sum())}/{must_pass.sum()}"
@@ -138,11 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     for c in args.c if args.method == "regression" else [None]:
         logits, ml_logits = cross_validated(c)
         reps = len(logits)
+        if args.save:
+            np.savez(f"{args.save}-{args.method}-{c}.npz", logits=logits, ml_logits=ml_logits,
+                     harmful=harmful, product=product, must_pass=must_pass, other=other,
+                     damp=damp, other_m=other_m, damp_m=damp_m, y=y)
         for margin in np.arange(0.0, 8.0, 0.05):
             blocked = np.array([harm_score(logits[r], margin, damp) >= 0.5
                                 for r in range(reps)])
             combined = blocked | other
-            ok = combined[:, product].mean() <= args.max_fbr and not combined[:, must_pass].any()
+            ok = (combined[:, product].mean() <= args.max_fbr
+                  and combined[:, must_pass].mean() <= args.max_explanation_fbr)
             if ml_logits is not None:
                 extra_blocks = (harm_score(ml_logits, margin, damp_m) >= 0.5) & ~other_m
                 ok &= int(extra_blocks.sum()) <= args.max_ml_blocks
