@@ -157,18 +157,21 @@ def recommend_speed(rec, ids: list[str], users: int = 200, batch: int = 256,
                     seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     hist = [[ids[i] for i in rng.choice(len(ids), size=50, replace=False)]
-            for _ in range(max(users, batch))]
+            for _ in range(users + 3 * batch)]
     rec.recommend(hist[0], k=10)  # warm-up (item vectors computed once, then reused)
     lat = []
     for h in hist[:users]:
         t0 = time.perf_counter()
         rec.recommend(h, k=10)
         lat.append((time.perf_counter() - t0) * 1e3)
-    t0 = time.perf_counter()
-    rec.recommend_batch(hist[:batch], k=10)
-    per_s = batch / (time.perf_counter() - t0)
+    rates = []  # three batches of new users (their texts rendered for the first time)
+    for start in range(users, users + 3 * batch, batch):
+        t0 = time.perf_counter()
+        rec.recommend_batch(hist[start : start + batch], k=10)
+        rates.append(batch / (time.perf_counter() - t0))
     return {"n_items": len(ids), "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99)), "batch": batch, "users_per_s": per_s}
+            "p99_ms": float(np.percentile(lat, 99)), "batch": batch,
+            "users_per_s": float(np.median(rates))}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -264,7 +267,8 @@ def markdown(results: dict) -> str:
             for t in r["runs"]:
                 lines.append(f"| {r['catalog']} | {t['threads']} | {t['p50_ms']:.2f} | "
                              f"{t['p99_ms']:.2f} | {t['users_per_s']:.0f} | {rss} |")
-        lines.append("\nrecommend(k=10), history of 50 items; batch of 256. The synthetic "
+        lines.append("\nrecommend(k=10), history of 50 items, each request a new random user; "
+                     "users/s: median of three batches of 256. The synthetic "
                      "models re-rank retrieval's top 100 with the head (head weight 1); the "
                      "trained ml-100k model's head weight is chosen on validation data.")
     return "\n".join(lines)
