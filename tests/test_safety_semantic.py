@@ -218,4 +218,4 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     # saved before the layer could be fine-tuned: the regression its verdicts came from
     saved["classifier"]["semantic"] = True
     assert SafetyFilter.from_dict(_saved_safety(saved)).classifier.semantic_method == "regression"
-    assert classifier_from_dict({"type": "offline"}).semantic_method == "regression"
+    assert classifier_from_dict({"type": "offline"}).semantic_method == "lora"

@@ -86,8 +86,12 @@ def measure(flt: SafetyFilter, rows: list[dict[str, str]], repeats: int) -> dict
 def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFilter]], list[str]]:
     policy = Policy.from_file(args.policy) if args.policy else Policy.default()
     found: dict[str, Callable[[], SafetyFilter]] = {
-        "offline (default)": lambda: SafetyFilter(
+        "offline (default: fine-tuned learned layer)": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon), policy
+        ),
+        "offline, learned layer = regression on frozen embeddings": lambda: SafetyFilter(
+            OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method="regression"),
+            policy,
         ),
         "offline without the learned layer": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic=False), policy

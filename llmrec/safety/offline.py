@@ -131,10 +131,10 @@ class OfflineToxicityClassifier:
                   "'default' = all-MiniLM-L6-v2."},
     )
     semantic_method: str = field(
-        default="regression",
-        metadata={"help": "How the learned layer is built: 'regression' = a regression on "
-                  "frozen embeddings (seconds); 'lora' = the encoder fine-tuned with a LoRA "
-                  "adapter (trained once, 1-4 min on a CPU, cached on disk; experimental)."},
+        default="lora",
+        metadata={"help": "How the learned layer is built: 'lora' = the encoder fine-tuned "
+                  "with a LoRA adapter (trained once, 1-4 min on a CPU, cached on disk; "
+                  "stronger), 'regression' = a regression on frozen embeddings (seconds)."},
     )
     semantic_examples: list[str] | None = field(
         default=None,
