@@ -144,6 +144,21 @@ def test_fine_tuned_cache_is_strict(tiny_encoder_dir, examples, llmrec_cache):
         SemanticHarmModel(settings)
 
 
+def test_fine_tuned_layer_without_a_writable_cache(tiny_encoder_dir, examples, monkeypatch,
+                                                   caplog):
+    import llmrec.data.sources.cache as cache
+
+    def read_only(override=None):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(cache, "cache_dir", read_only)
+    settings = SemanticSettings(model=tiny_encoder_dir, examples=(str(examples),),
+                                method="lora", epochs=1, r=4)
+    score, _ = SemanticHarmModel(settings).scores(["a nice film number 2"], np.ones(1))
+    assert score.shape == (1,)
+    assert "no writable cache folder" in caplog.text
+
+
 def test_offline_classifier_with_own_encoder_saves_and_skips(tiny_encoder_dir, examples,
                                                             llmrec_cache):
     clf = OfflineToxicityClassifier(semantic_model=tiny_encoder_dir,
@@ -217,5 +232,7 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     assert classifier_from_dict(OfflineToxicityClassifier().to_dict()).semantic is True
     # saved before the layer could be fine-tuned: the regression its verdicts came from
     saved["classifier"]["semantic"] = True
-    assert SafetyFilter.from_dict(_saved_safety(saved)).classifier.semantic_method == "regression"
+    clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
+    assert (clf.semantic_method, clf._settings.c, clf._settings.margin) == ("regression", 10, 1.85)
+    assert OfflineToxicityClassifier()._settings.margin == 4.3  # the method's default
     assert classifier_from_dict({"type": "offline"}).semantic_method == "lora"

@@ -48,6 +48,11 @@ def test_ties_masked_rows_and_k_beyond_the_finite_entries():
     assert set(indices[0, :10].tolist()) == set(range(10))
 
 
+def test_k_zero_and_an_empty_catalog():
+    assert catalog_topk(torch.randn(2, 50_000), 0)[0].shape == (2, 0)
+    assert catalog_topk(torch.zeros(3, 0), 10)[1].shape == (3, 0)
+
+
 def test_float16_scores_use_torch_topk():
     scores = torch.randn(2, 30_000).half()
     _same(scores, 10)

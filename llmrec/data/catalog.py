@@ -81,7 +81,8 @@ class ItemCatalog:
             raise IndexError(f"item index {i} out of range for {len(self)} items")
         i %= len(self)
         if i not in self._some:
-            self._some[i] = self.template.render_all([self.table.iloc[i].to_dict()])[0]
+            # records keep each column's dtype (iloc[i] would turn ints into floats)
+            self._some[i] = self.template.render_all(self.table.iloc[[i]].to_dict("records"))[0]
         return self._some[i]
 
     def texts_for(self, indices: Iterable[int]) -> list[str]:

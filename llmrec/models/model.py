@@ -76,22 +76,23 @@ class ItemTower(nn.Module):
             return self()
         key = (self.text.data_ptr(), self.text._version, len(self.text),
                tuple((p.data_ptr(), p._version) for p in self.parameters()))
-        if getattr(self, "_cache_key", None) != key:
-            self._cache = self()
-            self._cache_t = None
-            self._cache_key = key
-        return self._cache
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0] != key:
+            # one tuple (key, vectors, transposed): threads never pair one with another's
+            cache = self._cache = (key, self(), [None])
+        return cache[1]
 
     def cached_t(self) -> torch.Tensor:
         """:meth:`cached` transposed and contiguous, (D, N): the retrieval matrix. A user
         row times it reads the catalog in one sequential sweep (~3x faster than through the
         transposed view of the (N, D) matrix at 100k items)."""
-        vectors = self.cached()
         if torch.is_grad_enabled():
-            return vectors.T
-        if self._cache_t is None:
-            self._cache_t = vectors.T.contiguous()
-        return self._cache_t
+            return self.cached().T
+        self.cached()
+        _, vectors, slot = self._cache
+        if slot[0] is None:
+            slot[0] = vectors.T.contiguous()
+        return slot[0]
 
     def grow(self, text: torch.Tensor) -> None:
         """Append new items: their text embeddings, and zero id vectors (text decides)."""

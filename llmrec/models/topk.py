@@ -26,12 +26,14 @@ def catalog_topk(scores: torch.Tensor, k: int, block: int | None = None
     chosen indices may differ). ``block``: scores per block (default ~sqrt(N / k), at least 64,
     which balances the blocks to rank against the elements to gather).
 
-    Falls back to ``torch.topk`` for small catalogs, for ``k`` close to the number of blocks,
-    and when fewer than ``k`` entries of a row are finite (the padding of the last block is
-    then no longer out of the way).
+    Falls back to ``torch.topk`` off the CPU, for small catalogs, for ``k`` close to the
+    number of blocks, and when fewer than ``k`` entries of a row are finite (the padding of
+    the last block is then no longer out of the way).
     """
     b, n = scores.shape
     k = min(k, n)
+    if k <= 0 or scores.device.type != "cpu":  # GPUs: torch.topk is fast there
+        return torch.topk(scores, max(k, 0), dim=1)
     if block is None:
         block = max(64, 1 << round(math.log2(max(1.0, math.sqrt(n / k)))))
     n_blocks = -(-n // block)

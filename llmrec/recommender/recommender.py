@@ -510,11 +510,14 @@ def _saved_safety(values: dict[str, Any]) -> dict[str, Any]:
     """A saved filter configuration as it was saved: an offline classifier stored before the
     learned layer existed has no "semantic" key, and its stored catalog verdicts were made
     without that layer, so it is rebuilt without it; one stored before the layer could be
-    fine-tuned has no "semantic_method" and keeps the regression its verdicts came from."""
+    fine-tuned has no "semantic_method" and keeps the regression (and its settings) its verdicts
+    came from; that regression now trains on the examples shipped with this version."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic_method" not in clf:
-        values = {**values, "classifier": {**clf, "semantic_method": "regression"}}
+        # the regression as it was then: c 10, margin 1.85 (its shipped examples were fewer)
+        values = {**values, "classifier": {**clf, "semantic_method": "regression",
+                                           "semantic_c": 10.0, "semantic_margin": 1.85}}
     return values

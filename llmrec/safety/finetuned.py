@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from llmrec.data.errors import logger
+
 __all__ = ["FINETUNE_VERSION", "LoraHarmClassifier", "load_or_train"]
 
 FINETUNE_VERSION = 1  # bump when training changes: cached classifiers are then retrained
@@ -38,8 +40,14 @@ class LoraHarmClassifier(nn.Module):
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModel, AutoTokenizer
 
+        from llmrec.models.embedding_cache import tensors_digest
+
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         base = AutoModel.from_pretrained(model_path)
+        # what the cache key identifies the encoder by: its weights and tokenizer, not its path
+        self.base_digest = tensors_digest(base.state_dict().items())
+        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()))
+        self.base_digest += hashlib.sha256(vocab.encode()).hexdigest()[:16]
         targets = sorted({name.rsplit(".", 1)[-1] for name, m in base.named_modules()
                           if isinstance(m, nn.Linear)} & {"query", "key", "value", "dense"})
         if not targets:
@@ -51,9 +59,10 @@ class LoraHarmClassifier(nn.Module):
                 r=r, lora_alpha=2 * r, lora_dropout=0.1, target_modules=targets))
             self.head = nn.Linear(base.config.hidden_size, n_classes)
 
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        """(n,) texts -> (n, K) logits."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=64,
+    def forward(self, texts: Sequence[str], max_length: int = 256) -> torch.Tensor:
+        """(n,) texts -> (n, K) logits, reading up to ``max_length`` tokens of each (as the
+        sentence-transformers encoder does)."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
                                return_tensors="pt")
         hidden = self.encoder(**batch).last_hidden_state  # (n, T, H)
         mask = batch["attention_mask"][..., None].to(hidden.dtype)  # (n, T, 1)
@@ -108,9 +117,9 @@ def _train(model: LoraHarmClassifier, texts: Sequence[str], y: np.ndarray, epoch
     model.eval()
 
 
-def cache_key(model_path: str, examples_sha256: str, n_classes: int, r: int,
+def cache_key(base_digest: str, examples_sha256: str, n_classes: int, r: int,
               epochs: int) -> str:
-    spec = {"model": str(model_path), "examples": examples_sha256, "classes": n_classes,
+    spec = {"encoder": base_digest, "examples": examples_sha256, "classes": n_classes,
             "r": r, "epochs": epochs, "version": FINETUNE_VERSION}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -120,16 +129,25 @@ def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classe
                   cache: str | os.PathLike | None = None) -> LoraHarmClassifier:
     """The classifier for these examples: from the cache folder if trained before, else
     trained now and saved there atomically (a crash never leaves a half-written entry)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from llmrec.data.sources.cache import cache_dir
 
     model = LoraHarmClassifier(model_path, n_classes, r)
-    folder = cache_dir(cache) / "safety" / (
-        "semantic-lora-" + cache_key(model_path, examples_sha256, n_classes, r, epochs))
-    weights = folder / "classifier.safetensors"
-    if weights.is_file():
-        state = load_file(str(weights))
+    name = "semantic-lora-" + cache_key(model.base_digest, examples_sha256, n_classes, r, epochs)
+    try:
+        folder: Path | None = cache_dir(cache) / "safety" / name
+    except OSError as err:  # a read-only home: train, keep it in memory only
+        logger.warning("safety classifier: no writable cache folder (%s); it is trained in "
+                       "memory and not kept (set LLMREC_CACHE to a writable folder)", err)
+        folder = None
+    weights = folder / "classifier.safetensors" if folder is not None else None
+    if weights is not None and weights.is_file():
+        try:
+            state = load_file(str(weights))
+        except Exception as err:  # a truncated or foreign file
+            raise ValueError(f"{weights}: not a readable safetensors file ({err}); delete the "
+                             "folder to retrain") from None
         expected = set(model.trainable_state())
         if set(state) != expected:
             missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -139,15 +157,32 @@ def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classe
         model.eval()
         return model
     train(model, texts, y, epochs=epochs)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    if folder is not None:
+        _save(model, folder, {"model": str(model_path), "encoder": model.base_digest,
+                              "examples_sha256": examples_sha256, "r": r, "epochs": epochs,
+                              "version": FINETUNE_VERSION})
+    return model
+
+
+def _save(model: LoraHarmClassifier, folder: Path, meta: dict) -> None:
+    """Write the entry atomically; a folder left without weights (a crash of an older
+    version) is replaced; failures to write only cost the next process a retraining."""
+    from safetensors.torch import save_file
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.is_dir() and not (folder / "classifier.safetensors").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    except OSError as err:
+        logger.warning("safety classifier: cannot write %s (%s); not cached", folder, err)
+        return
     try:
         save_file(model.trainable_state(), str(tmp / "classifier.safetensors"))
-        (tmp / "meta.json").write_text(json.dumps(
-            {"model": str(model_path), "examples_sha256": examples_sha256, "r": r,
-             "epochs": epochs, "version": FINETUNE_VERSION}, indent=2, sort_keys=True))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         with contextlib.suppress(OSError):  # another process saved it first: as good
             tmp.rename(folder)
+    except OSError as err:
+        logger.warning("safety classifier: cannot write %s (%s); not cached", folder, err)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return model

@@ -136,6 +136,16 @@ class OfflineToxicityClassifier:
                   "with a LoRA adapter (trained once, 1-4 min on a CPU, cached on disk; "
                   "stronger), 'regression' = a regression on frozen embeddings (seconds)."},
     )
+    semantic_c: float | None = field(
+        default=None,
+        metadata={"help": "Regression strength of the learned layer ('regression'); None = "
+                  "the cross-validated default."},
+    )
+    semantic_margin: float | None = field(
+        default=None,
+        metadata={"help": "Logits above even odds that the learned layer's score 0.5 means; "
+                  "None = the method's cross-validated default."},
+    )
     semantic_examples: list[str] | None = field(
         default=None,
         metadata={"help": "Labelled JSON-lines files the learned layer trains on (text, "
@@ -160,9 +170,12 @@ class OfflineToxicityClassifier:
             if isinstance(self.semantic_examples, str):
                 raise ValueError("semantic_examples must be a list of file paths, not one string")
             self.semantic_examples = list(self.semantic_examples)
+        extra = {k: v for k, v in (("c", self.semantic_c), ("margin", self.semantic_margin))
+                 if v is not None}
         self._settings = SemanticSettings(
             model=self.semantic_model,
             method=self.semantic_method,
+            **extra,
             examples=None if self.semantic_examples is None else tuple(self.semantic_examples),
         )
         self._lexicon = Lexicon(self.lexicon_path)
