@@ -80,3 +80,26 @@ def test_mask_lookup_cost_does_not_depend_on_the_classifier(rec, monkeypatch):
     rec.recommend_batch([["m0"], ["m1", "m2"], []], k=3)
     assert calls == []
     assert isinstance(rec.blocked, np.ndarray) and rec.blocked.dtype == bool
+
+
+def test_fine_tuned_safety_layer_is_saved_with_the_model(rec, tmp_path, monkeypatch):
+    """from_pretrained reads the learned layer from the model folder: no retraining on a new
+    machine (an empty cache folder stays empty) and the same verdicts."""
+    import json
+
+    rec.safety = SafetyFilter()
+    rec.blocked, rec.block_reasons = rec._scan(rec.catalog)
+    rec.save_pretrained(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "safety.json").read_text())
+    assert saved["classifier"]["semantic_weights"] == "safety_semantic.safetensors"
+    assert (tmp_path / "model" / "safety_semantic.safetensors").is_file()
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "empty-cache"))
+    again = Recommender.from_pretrained(tmp_path / "model", cache_dir=tmp_path / "cache")
+    texts = ["I will find you and kill you, you worthless idiot", "Kill Bill: Vol. 1",
+             "Popular with other viewers; your own history will shape later picks."]
+    assert [v.to_dict() for v in again.safety.check(texts)] == [
+        v.to_dict() for v in rec.safety.check(texts)]
+    assert not list((tmp_path / "empty-cache").glob("safety/*"))
+    again.save_pretrained(tmp_path / "moved")  # re-saved from a loaded model: still relative
+    moved = json.loads((tmp_path / "moved" / "safety.json").read_text())
+    assert moved["classifier"]["semantic_weights"] == "safety_semantic.safetensors"

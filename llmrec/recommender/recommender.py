@@ -62,6 +62,7 @@ def _json_default(value: object) -> object:
     raise TypeError(f"catalog field value {value!r} is not JSON serialisable")
 ON_UNKNOWN = ("error", "ignore")
 N_EVIDENCE = 3
+SEMANTIC_WEIGHTS = "safety_semantic.safetensors"  # a saved model's fine-tuned safety layer
 
 
 class Recommender:
@@ -442,7 +443,12 @@ class Recommender:
                                         default=_json_default) + "\n")
             (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
             if self.safety is not None:
-                write_json(tmp / "safety.json", self.safety.to_dict())
+                safety = self.safety.to_dict()
+                layer = _fine_tuned_layer(self.safety)
+                if layer is not None:  # the learned layer travels with the model
+                    save_file(layer.trainable_state(), str(tmp / SEMANTIC_WEIGHTS))
+                    safety["classifier"]["semantic_weights"] = SEMANTIC_WEIGHTS
+                write_json(tmp / "safety.json", safety)
             write_card(card, tmp / "README.md", previous=path / "README.md")
             if self._encoder is not None and self._encoder.config.lora is not None:
                 self._encoder.save_adapter(tmp / "encoder_adapter")
@@ -454,7 +460,7 @@ class Recommender:
         """Rebuild a saved recommender exactly (strict: missing or extra weights are errors)."""
         path = Path(path)
         cfg = read_json(path / "config.json")
-        safety = (SafetyFilter.from_dict(_saved_safety(read_json(path / "safety.json")))
+        safety = (SafetyFilter.from_dict(_saved_safety(read_json(path / "safety.json"), path))
                   if (path / "safety.json").is_file() else None)
         # the adapter saved with the model supersedes the one it started from
         encoder = EncoderConfig.from_dict({**cfg["encoder"], "adapter_path": None})
@@ -506,7 +512,18 @@ def adapter_origin(path: str | Path) -> str:
             f"lr {meta.get('lr')}, llmrec {meta.get('llmrec_version')})")
 
 
-def _saved_safety(values: dict[str, Any]) -> dict[str, Any]:
+def _fine_tuned_layer(safety: SafetyFilter) -> Any:
+    """The filter's fine-tuned learned layer (adapter + head module), or None."""
+    from llmrec.safety import OfflineToxicityClassifier
+
+    clf = safety.classifier
+    if (isinstance(clf, OfflineToxicityClassifier) and clf.semantic
+            and clf.semantic_method == "lora"):
+        return clf.semantic_model_().classifier
+    return None
+
+
+def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
     """A saved filter configuration as it was saved: an offline classifier stored before the
     learned layer existed has no "semantic" key, and its stored catalog verdicts were made
     without that layer, so it is rebuilt without it; one stored before the layer could be
@@ -520,4 +537,10 @@ def _saved_safety(values: dict[str, Any]) -> dict[str, Any]:
         # the regression as it was then: c 10, margin 1.85 (its shipped examples were fewer)
         values = {**values, "classifier": {**clf, "semantic_method": "regression",
                                            "semantic_c": 10.0, "semantic_margin": 1.85}}
+    clf = values.get("classifier")
+    if (folder is not None and isinstance(clf, dict)
+            and isinstance(clf.get("semantic_weights"), str)
+            and not Path(clf["semantic_weights"]).is_absolute()):  # saved beside the model
+        values = {**values, "classifier": {
+            **clf, "semantic_weights": str(folder / clf["semantic_weights"])}}
     return values

@@ -25,7 +25,7 @@ from torch import nn
 
 from llmrec.data.errors import logger
 
-__all__ = ["FINETUNE_VERSION", "LoraHarmClassifier", "load_or_train"]
+__all__ = ["FINETUNE_VERSION", "LoraHarmClassifier", "load_or_train", "load_weights"]
 
 FINETUNE_VERSION = 1  # bump when training changes: cached classifiers are then retrained
 LOGIT_SCALE = 10.0  # cosine-like logits (unit-norm features) need a temperature
@@ -129,8 +129,6 @@ def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classe
                   cache: str | os.PathLike | None = None) -> LoraHarmClassifier:
     """The classifier for these examples: from the cache folder if trained before, else
     trained now and saved there atomically (a crash never leaves a half-written entry)."""
-    from safetensors.torch import load_file
-
     from llmrec.data.sources.cache import cache_dir
 
     model = LoraHarmClassifier(model_path, n_classes, r)
@@ -143,24 +141,32 @@ def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classe
         folder = None
     weights = folder / "classifier.safetensors" if folder is not None else None
     if weights is not None and weights.is_file():
-        try:
-            state = load_file(str(weights))
-        except Exception as err:  # a truncated or foreign file
-            raise ValueError(f"{weights}: not a readable safetensors file ({err}); delete the "
-                             "folder to retrain") from None
-        expected = set(model.trainable_state())
-        if set(state) != expected:
-            missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise ValueError(f"{weights}: missing keys {missing[:5]}, unexpected keys "
-                             f"{unexpected[:5]}; delete the folder to retrain")
-        model.load_state_dict(state, strict=False)
-        model.eval()
-        return model
+        return load_weights(model, weights, "; delete the folder to retrain")
     train(model, texts, y, epochs=epochs)
     if folder is not None:
         _save(model, folder, {"model": str(model_path), "encoder": model.base_digest,
                               "examples_sha256": examples_sha256, "r": r, "epochs": epochs,
                               "version": FINETUNE_VERSION})
+    return model
+
+
+def load_weights(model: LoraHarmClassifier, weights: str | os.PathLike,
+                 hint: str = "") -> LoraHarmClassifier:
+    """Load a saved adapter + head into ``model``, strictly (missing or unexpected keys and
+    unreadable files are errors naming the file)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # missing, truncated or foreign
+        raise ValueError(f"{weights}: not a readable safetensors file ({err}){hint}") from None
+    expected = set(model.trainable_state())
+    if set(state) != expected:
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(f"{weights}: missing keys {missing[:5]}, unexpected keys "
+                         f"{unexpected[:5]}{hint}")
+    model.load_state_dict(state, strict=False)
+    model.eval()
     return model
 
 

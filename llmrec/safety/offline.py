@@ -146,6 +146,11 @@ class OfflineToxicityClassifier:
         metadata={"help": "Logits above even odds that the learned layer's score 0.5 means; "
                   "None = the method's cross-validated default."},
     )
+    semantic_weights: str | None = field(
+        default=None,
+        metadata={"help": "A saved fine-tuned learned layer (safetensors) to load instead of "
+                  "training it; saved models carry theirs (safety_semantic.safetensors)."},
+    )
     semantic_examples: list[str] | None = field(
         default=None,
         metadata={"help": "Labelled JSON-lines files the learned layer trains on (text, "
@@ -175,6 +180,7 @@ class OfflineToxicityClassifier:
         self._settings = SemanticSettings(
             model=self.semantic_model,
             method=self.semantic_method,
+            weights=self.semantic_weights,
             **extra,
             examples=None if self.semantic_examples is None else tuple(self.semantic_examples),
         )

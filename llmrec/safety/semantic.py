@@ -137,6 +137,11 @@ class SemanticSettings:
                   "method's cross-validated default (DEFAULT_MARGINS)."},
     )
     r: int = field(default=16, metadata={"help": "LoRA rank ('lora')."})
+    weights: str | None = field(
+        default=None,
+        metadata={"help": "A saved fine-tuned classifier (safetensors: adapter + head) to load "
+                  "instead of training ('lora'); Recommender.save_pretrained writes one."},
+    )
     epochs: int = field(default=5, metadata={"help": "Training epochs ('lora')."})
     batch_size: int = field(default=64, metadata={"help": "Texts per encoder batch."})
 
@@ -151,6 +156,8 @@ class SemanticSettings:
                 raise ValueError(f"semantic {name} must be an int >= 1, got {value!r}")
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"semantic model must be a folder or hub id, got {self.model!r}")
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise ValueError(f"semantic weights must be None or a file path, got {self.weights!r}")
         if self.examples is not None:
             if isinstance(self.examples, str) or not all(
                 isinstance(p, str) for p in self.examples
@@ -199,7 +206,12 @@ class SemanticHarmModel:
         self.n_examples = len(rows)
         path = resolve_model_path(settings.model)
         self.encoder = self.classifier = None
-        if settings.method == "lora":
+        if settings.method == "lora" and settings.weights is not None:
+            from llmrec.safety.finetuned import LoraHarmClassifier, load_weights
+
+            self.classifier = load_weights(
+                LoraHarmClassifier(path, len(self.classes), settings.r), settings.weights)
+        elif settings.method == "lora":
             from llmrec.safety.finetuned import load_or_train
 
             self.classifier = load_or_train(path, texts, y, len(self.classes),
@@ -215,7 +227,8 @@ class SemanticHarmModel:
         stamps = tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
                        for p in paths)
         key = (settings.model, stamps, settings.method, float(settings.c),
-               float(settings.margin), settings.r, settings.epochs, settings.batch_size)
+               float(settings.margin), settings.r, settings.epochs, settings.batch_size,
+               settings.weights)
         with cls._lock:
             if key not in cls._cache:
                 cls._cache[key] = cls(settings)
