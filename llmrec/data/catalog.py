@@ -74,16 +74,7 @@ class ItemCatalog:
     def text(self, index: int) -> str:
         """One item's rendered text (only that row is rendered if the others never were:
         showing 10 recommendations from a million-item catalog renders 10 texts)."""
-        i = int(index)
-        if self._texts is not None:
-            return self._texts[i]
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"item index {i} out of range for {len(self)} items")
-        i %= len(self)
-        if i not in self._some:
-            # records keep each column's dtype (iloc[i] would turn ints into floats)
-            self._some[i] = self.template.render_all(self.table.iloc[[i]].to_dict("records"))[0]
-        return self._some[i]
+        return self.texts_for([index])[0]
 
     def texts_for(self, indices: Iterable[int]) -> list[str]:
         """The rendered texts of ``indices``, in order; rows never rendered before are rendered
@@ -97,7 +88,7 @@ class ItemCatalog:
             raise IndexError(f"item index {bad[0]} out of range for {n} items")
         idx = [i % n for i in idx]
         missing = sorted({i for i in idx if i not in self._some})
-        if missing:
+        if missing:  # records keep each column's dtype (iloc[i].to_dict() makes ints floats)
             rows = self.table.iloc[missing].to_dict("records")
             self._some.update(zip(missing, self.template.render_all(rows), strict=True))
         return [self._some[i] for i in idx]

@@ -40,14 +40,8 @@ class LoraHarmClassifier(nn.Module):
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModel, AutoTokenizer
 
-        from llmrec.models.embedding_cache import tensors_digest
-
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         base = AutoModel.from_pretrained(model_path)
-        # what the cache key identifies the encoder by: its weights and tokenizer, not its path
-        self.base_digest = tensors_digest(base.state_dict().items())
-        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()))
-        self.base_digest += hashlib.sha256(vocab.encode()).hexdigest()[:16]
         targets = sorted({name.rsplit(".", 1)[-1] for name, m in base.named_modules()
                           if isinstance(m, nn.Linear)} & {"query", "key", "value", "dense"})
         if not targets:
@@ -68,6 +62,17 @@ class LoraHarmClassifier(nn.Module):
         mask = batch["attention_mask"][..., None].to(hidden.dtype)  # (n, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (n, H)
         return self.head(nn.functional.normalize(pooled, dim=-1)) * LOGIT_SCALE
+
+    def base_digest(self) -> str:
+        """What the cache key identifies the encoder by: its frozen weights and its tokenizer,
+        not its path (hashing ~90 MB: only when the cache is consulted)."""
+        from llmrec.models.embedding_cache import tensors_digest
+
+        weights = tensors_digest((n.replace(".base_layer", ""), t)
+                                 for n, t in self.encoder.get_base_model().state_dict().items()
+                                 if "lora_" not in n)
+        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()))
+        return weights + hashlib.sha256(vocab.encode()).hexdigest()[:16]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Only what training changed: the adapter and the head."""
@@ -132,7 +137,8 @@ def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classe
     from llmrec.data.sources.cache import cache_dir
 
     model = LoraHarmClassifier(model_path, n_classes, r)
-    name = "semantic-lora-" + cache_key(model.base_digest, examples_sha256, n_classes, r, epochs)
+    digest = model.base_digest()
+    name = "semantic-lora-" + cache_key(digest, examples_sha256, n_classes, r, epochs)
     try:
         folder: Path | None = cache_dir(cache) / "safety" / name
     except OSError as err:  # a read-only home: train, keep it in memory only
@@ -144,7 +150,7 @@ def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classe
         return load_weights(model, weights, "; delete the folder to retrain")
     train(model, texts, y, epochs=epochs)
     if folder is not None:
-        _save(model, folder, {"model": str(model_path), "encoder": model.base_digest,
+        _save(model, folder, {"model": str(model_path), "encoder": digest,
                               "examples_sha256": examples_sha256, "r": r, "epochs": epochs,
                               "version": FINETUNE_VERSION})
     return model
