@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from llmrec.models.config import ModelConfig
 from llmrec.models.model import ModelScorer, SeqRecModel, pad_left
 from llmrec.train.config import TrainConfig
 from llmrec.train.data import training_windows
-from llmrec.train.trainer import Trainer
+from llmrec.train.trainer import Trainer, _schedule
 
 N_ITEMS, TEXT_DIM = 12, 16
 
@@ -303,6 +304,9 @@ def test_unseen_offset_keeps_cold_items_discoverable():
         (TrainConfig, {"report_to": "wandb"}, r"report_to must be one of"),
         (TrainConfig, {"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
         (TrainConfig, {"window_stride": -1}, r"window_stride must be >= 0"),
+        (TrainConfig, {"lr_schedule": "step"}, r"lr_schedule must be one of \('constant', "
+         r"'cosine', 'wsd'\)"),
+        (TrainConfig, {"decay_fraction": 0.0}, r"decay_fraction must be in \(0, 1\]"),
         (ModelConfig, {"mode": "hybrid"},
          r"mode must be one of \('inductive', 'transductive', 'id'\)"),
         (ModelConfig, {"hidden_size": 30, "n_heads": 4}, r"hidden_size \(30\) must be divisible"),
@@ -318,6 +322,23 @@ def test_unseen_offset_keeps_cold_items_discoverable():
 def test_config_errors(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [  # 10 warm-up steps, 100 in all; wsd decays over the last 30
+        ("constant", {0: 0.1, 9: 1.0, 50: 1.0, 99: 1.0}),
+        ("wsd", {0: 0.1, 9: 1.0, 69: 1.0, 70: 1.0, 85: 0.5, 99: 1 / 30}),
+        ("cosine", {0: 0.1, 10: 1.0, 55: 0.5, 100: 0.0}),
+    ],
+)
+def test_learning_rate_schedules(schedule, expected):
+    factor = _schedule(TrainConfig(lr_schedule=schedule, warmup_steps=10, decay_fraction=0.3),
+                       100)
+    for step, value in expected.items():
+        assert factor(step) == pytest.approx(value, abs=1e-9), step
+    values = [factor(s) for s in range(10, 100)]
+    assert all(a >= b for a, b in itertools.pairwise(values))  # never rises after warm-up
 
 
 @pytest.mark.parametrize("cls", [ModelConfig, TrainConfig])

@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Set 2 (the first holdout; training data of the learned layer).")
     parser.add_argument("--holdout2", type=Path, default=data / "examples_set4_holdout2.jsonl",
                         help="Holdout 2 (scored once, then spent: now training data).")
-    parser.add_argument("--holdout3", type=Path, default=HERE / "safety_holdout3.jsonl",
+    parser.add_argument("--holdout3", type=Path, default=data / "examples_set6_holdout3.jsonl",
+                        help="Holdout 3 (scored once, then spent: now training data).")
+    parser.add_argument("--holdout4", type=Path, default=HERE / "safety_holdout4.jsonl",
                         help="The clean holdout: never used for tuning or training.")
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
@@ -166,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {}
     if not args.skip_holdout:
-        sets["holdout 3 (clean: never tuned or trained on)"] = read_set(args.holdout3)
+        sets["holdout 4 (clean: never tuned or trained on)"] = read_set(args.holdout4)
     sets["set 1 (lexicon tuning + learned-layer training)"] = read_set(args.eval)
     if not args.skip_holdout:
         sets["set 2 (old holdout; learned-layer training)"] = read_set(args.holdout)
         sets["set 4 (holdout 2, spent; learned-layer training)"] = read_set(args.holdout2)
+        sets["set 6 (holdout 3, spent; learned-layer training)"] = read_set(args.holdout3)
     if args.ml100k:
         sets["MovieLens-100k catalog (all benign)"] = ml100k_rows(args.ml100k_cache)
     found, notes = backends(args)

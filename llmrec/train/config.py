@@ -8,7 +8,7 @@ from typing import Any
 from llmrec.configs import strict_from_dict
 
 LOSSES = ("full", "sampled")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "wsd")
 PRECISIONS = ("no", "fp16", "bf16")
 REPORT_TO = ("tensorboard", "none")
 SELECT = ("tolerant", "best")
@@ -23,9 +23,15 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     lr_schedule: str = field(
         default="constant",
-        metadata={"help": f"One of {SCHEDULES}, after warmup_steps of linear warm-up: constant, "
-                  "or cosine decay to 0 at the last epoch (which ties the result to the "
-                  "epoch budget; on ml-100k constant was as good or better)."},
+        metadata={"help": f"One of {SCHEDULES}, after warmup_steps of linear warm-up: constant; "
+                  "cosine decay to 0 at the last epoch (which ties the result to the epoch "
+                  "budget); or 'wsd' (warm-up, stable, decay): constant, then a linear decay to "
+                  "0 over the last decay_fraction of the steps."},
+    )
+    decay_fraction: float = field(
+        default=0.3,
+        metadata={"help": "Share of the training steps, at the end, over which 'wsd' decays "
+                  "the learning rate linearly to 0 (unused by the other schedules)."},
     )
     warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
@@ -119,6 +125,8 @@ class TrainConfig:
             raise ValueError(f"report_to must be one of {REPORT_TO}, got {self.report_to!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.warmup_steps < 0:

@@ -49,6 +49,9 @@ def _schedule(cfg: TrainConfig, total: int):
             return (step + 1) / cfg.warmup_steps
         if cfg.lr_schedule == "constant":
             return 1.0
+        if cfg.lr_schedule == "wsd":
+            start = max(cfg.warmup_steps, round(total * (1.0 - cfg.decay_fraction)))
+            return 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, total - start))
         progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
