@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Set 2 (the first holdout; training data of the learned layer).")
     parser.add_argument("--holdout2", type=Path, default=data / "examples_set4_holdout2.jsonl",
                         help="Holdout 2 (scored once, then spent: now training data).")
-    parser.add_argument("--holdout3", type=Path, default=data / "examples_set6_holdout3.jsonl",
-                        help="Holdout 3 (scored once, then spent: now training data).")
+    parser.add_argument("--holdout3", type=Path, default=HERE / "safety_holdout3.jsonl",
+                        help="Holdout 3 (scored once, then spent; not training data yet).")
     parser.add_argument("--holdout4", type=Path, default=HERE / "safety_holdout4.jsonl",
                         help="The clean holdout: never used for tuning or training.")
     parser.add_argument("--skip-holdout", action="store_true",
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_holdout:
         sets["set 2 (old holdout; learned-layer training)"] = read_set(args.holdout)
         sets["set 4 (holdout 2, spent; learned-layer training)"] = read_set(args.holdout2)
-        sets["set 6 (holdout 3, spent; learned-layer training)"] = read_set(args.holdout3)
+        sets["holdout 3 (spent: scored once, not trained on)"] = read_set(args.holdout3)
     if args.ml100k:
         sets["MovieLens-100k catalog (all benign)"] = ml100k_rows(args.ml100k_cache)
     found, notes = backends(args)

