@@ -62,7 +62,8 @@ def quality(args: argparse.Namespace) -> dict:
             t0 = time.perf_counter()
             fit = rec.fit(ds, split, TrainConfig(
                 epochs=args.epochs, patience=args.epochs, seed=args.seed,
-                ema_decay=args.ema_decay, window_stride=args.window_stride, progress=False))
+                ema_decay=args.ema_decay, window_stride=args.window_stride, progress=False,
+                lr_schedule=args.lr_schedule, decay_fraction=args.decay_fraction))
             minutes = (time.perf_counter() - t0) / 60
             report = rec.evaluate(split.test, cfg, name=name)
             out[split_name][name] = _metrics(report) | {"unseen offset": fit.unseen_offset}
@@ -303,6 +304,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--speed", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--ema-decay", type=float, default=0.0)
+    parser.add_argument("--lr-schedule", default="wsd", choices=("constant", "cosine", "wsd"),
+                        help="TrainConfig.lr_schedule (the main job's setting).")
+    parser.add_argument("--decay-fraction", type=float, default=0.3)
     parser.add_argument("--window-stride", type=int, default=25,
                         help="TrainConfig.window_stride (the main job's setting).")
     parser.add_argument("--seed", type=int, default=0)

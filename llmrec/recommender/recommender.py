@@ -145,8 +145,9 @@ class Recommender:
         encoder = self.encoder if train.encoder_epochs else None
         texts = dataset.catalog.texts() if encoder is not None else None
         result = Trainer(self.model, split, train, encoder=encoder, item_texts=texts).train()
-        keys = ("epochs", "batch_size", "lr", "lr_schedule", "loss", "window_stride",
-                "encoder_epochs", "encoder_lr", "ema_decay", "select", "metric", "seed")
+        keys = ("epochs", "batch_size", "lr", "lr_schedule", "decay_fraction", "loss",
+                "window_stride", "encoder_epochs", "encoder_lr", "ema_decay", "select",
+                "metric", "seed")
         self.card.training = {k: getattr(train, k) for k in keys} | {
             "kept epoch": result.best_epoch, f"valid {result.metric}": round(result.best_metric,
                                                                             4),
