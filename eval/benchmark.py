@@ -299,12 +299,14 @@ def chart(results: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from llmrec.train.config import SCHEDULES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--speed", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--ema-decay", type=float, default=0.0)
-    parser.add_argument("--lr-schedule", default="wsd", choices=("constant", "cosine", "wsd"),
+    parser.add_argument("--lr-schedule", default="wsd", choices=SCHEDULES,
                         help="TrainConfig.lr_schedule (the main job's setting).")
     parser.add_argument("--decay-fraction", type=float, default=0.3)
     parser.add_argument("--window-stride", type=int, default=25,

@@ -20,6 +20,7 @@ from pathlib import Path
 from llmrec import EncoderConfig, LoraSettings, ModelConfig, Recommender, TrainConfig
 from llmrec.data import load_dataset
 from llmrec.evaluation import EvalConfig, PopularityScorer, compare_markdown, evaluate
+from llmrec.train.config import SCHEDULES
 
 RECBOLE_SASREC = {"ndcg@10": 0.0609, "hr@10": 0.1251}
 
@@ -27,7 +28,7 @@ RECBOLE_SASREC = {"ndcg@10": 0.0609, "hr@10": 0.1251}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--lr-schedule", default="wsd", choices=("constant", "cosine", "wsd"),
+    parser.add_argument("--lr-schedule", default="wsd", choices=SCHEDULES,
                         help="TrainConfig.lr_schedule: 'wsd' = constant, then a linear decay to "
                         "0 over the last --decay-fraction of the steps.")
     parser.add_argument("--decay-fraction", type=float, default=0.3)
@@ -61,9 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     rec = Recommender(EncoderConfig(lora=lora), ModelConfig(mode=args.mode),
                       cache_dir=args.cache_dir)
     t0 = time.perf_counter()
-    # constant learning rate, then a linear decay over the last 30% of the steps; the adapter
-    # trains in the final epoch(s); the kept weights are the latest validation not
-    # significantly below the best (TrainConfig.select)
+    # constant learning rate, then a linear decay over the last --decay-fraction of the steps;
+    # the adapter trains in the final epoch(s); the kept weights are the latest validation
+    # not significantly below the best (TrainConfig.select)
     fit = rec.fit(ds, split, TrainConfig(epochs=args.epochs, encoder_epochs=args.encoder_epochs,
                                          patience=args.epochs, seed=args.seed,
                                          lr_schedule=args.lr_schedule,

@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout3", type=Path, default=HERE / "safety_holdout3.jsonl",
                         help="Holdout 3 (scored once, then spent; not training data yet).")
     parser.add_argument("--holdout4", type=Path, default=HERE / "safety_holdout4.jsonl",
-                        help="The clean holdout: never used for tuning or training.")
+                        help="The newest holdout: never used for tuning or training (scored "
+                        "once on 2026-12-01; the next change should bring a fresh one).")
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
     parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")

@@ -74,25 +74,28 @@ class ItemTower(nn.Module):
         projection over the whole catalog). Without grad only; under grad: ``self()``."""
         if torch.is_grad_enabled():
             return self()
-        key = (self.text.data_ptr(), self.text._version, len(self.text),
-               tuple((p.data_ptr(), p._version) for p in self.parameters()))
-        cache = getattr(self, "_cache", None)
-        if cache is None or cache[0] != key:
-            # one tuple (key, vectors, transposed): threads never pair one with another's
-            cache = self._cache = (key, self(), [None])
-        return cache[1]
+        return self._cache_entry()[1]
 
     def cached_t(self) -> torch.Tensor:
         """:meth:`cached` transposed and contiguous, (D, N): the retrieval matrix. A user
         row times it reads the catalog in one sequential sweep (~3x faster than through the
         transposed view of the (N, D) matrix at 100k items)."""
         if torch.is_grad_enabled():
-            return self.cached().T
-        self.cached()
-        _, vectors, slot = self._cache
+            return self().T
+        _, vectors, slot = self._cache_entry()
         if slot[0] is None:
             slot[0] = vectors.T.contiguous()
         return slot[0]
+
+    def _cache_entry(self) -> tuple[tuple, torch.Tensor, list[torch.Tensor | None]]:
+        """(key, vectors, [transposed or None]) for the current weights, as one tuple: a
+        thread never pairs its vectors with another thread's transpose."""
+        key = (self.text.data_ptr(), self.text._version, len(self.text),
+               tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0] != key:
+            cache = self._cache = (key, self(), [None])
+        return cache
 
     def grow(self, text: torch.Tensor) -> None:
         """Append new items: their text embeddings, and zero id vectors (text decides)."""
