@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout3", type=Path, default=HERE / "safety_holdout3.jsonl",
                         help="Holdout 3 (scored once, then spent; not training data yet).")
     parser.add_argument("--holdout4", type=Path, default=HERE / "safety_holdout4.jsonl",
-                        help="The newest holdout: never used for tuning or training (scored "
-                        "once on 2026-12-01; the next change should bring a fresh one).")
+                        help="Holdout 4 (scored once, then spent; not training data).")
+    parser.add_argument("--holdout5", type=Path, default=HERE / "safety_holdout5.jsonl",
+                        help="The newest holdout, by a separate author: never used for tuning "
+                        "or training.")
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
     parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {}
     if not args.skip_holdout:
-        sets["holdout 4 (clean: never tuned or trained on)"] = read_set(args.holdout4)
+        sets["holdout 5 (clean: never tuned or trained on)"] = read_set(args.holdout5)
+        sets["holdout 4 (spent: scored once, not trained on)"] = read_set(args.holdout4)
     sets["set 1 (lexicon tuning + learned-layer training)"] = read_set(args.eval)
     if not args.skip_holdout:
         sets["set 2 (old holdout; learned-layer training)"] = read_set(args.holdout)

@@ -13,8 +13,8 @@ rest of the offline filter, is <= ``--max-fbr``; which blocks at most
 out of fold too; a blocked LLM explanation falls back to the template sentence); and, with
 ``--ml100k``, at most ``--max-ml-blocks`` MovieLens item texts, rendered or bare title,
 that the rest of the filter lets pass (scored by the model trained on all examples).
-Prints recall of the layer alone and combined. The holdout
-(``eval/safety/safety_holdout4.jsonl``) is never read here.
+Prints recall of the layer alone and combined. The holdouts
+(``eval/safety/safety_holdout4.jsonl``, ``safety_holdout5.jsonl``) are never read here.
 """
 
 from __future__ import annotations
