@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window-stride", type=int, default=25,
                         help="TrainConfig.window_stride: overlapping windows, every target "
                         "predicted from >= 25 earlier items (twice the windows per epoch).")
+    parser.add_argument("--head-positions", type=int, default=1,
+                        help="TrainConfig.head_positions: window positions that train the "
+                        "attention head (it learns on detached states, so this changes "
+                        "retrieval's training only through the random stream); 1 = the last "
+                        "only, ~40%% less time per step than 4 on ml-100k.")
     parser.add_argument("--encoder-epochs", type=int, default=1,
                         help="Final epochs that also train the encoder's LoRA adapter.")
     parser.add_argument("--mode", default="transductive", choices=("transductive", "inductive"))
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
                                          decay_fraction=args.decay_fraction,
                                          ema_decay=args.ema_decay,
                                          window_stride=args.window_stride,
+                                         head_positions=args.head_positions,
                                          output_dir=str(out / "checkpoints")))
     minutes = (time.perf_counter() - t0) / 60
     print(f"\ntrained in {minutes:.1f} min; best epoch {fit.best_epoch} "

@@ -47,7 +47,7 @@ def test_ml100k_card_matches_the_main_jobs_model():
     assert training["encoder_epochs"] == str(job["encoder_epochs"])
     for key in ("lr", "loss", "select", "batch_size"):
         assert training[key] == str(getattr(defaults, key)), key
-    for key in ("ema_decay", "lr_schedule", "decay_fraction"):
+    for key in ("ema_decay", "lr_schedule", "decay_fraction", "head_positions"):
         assert training[key] == str(job[key]), key
     assert training["window_stride"] == str(job["window_stride"])
     # both test protocols are reported, and the model-index carries the figures
