@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decay-fraction", type=float, default=0.3)
     parser.add_argument("--window-stride", type=int, default=25,
                         help="TrainConfig.window_stride (the main job's setting).")
-    parser.add_argument("--head-positions", type=int, default=1,
+    parser.add_argument("--head-positions", type=int, default=4,
                         help="TrainConfig.head_positions, as in eval/ml100k_main.py.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--catalogs", type=int, nargs="*", default=[100_000, 1_000_000])
