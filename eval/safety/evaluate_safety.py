@@ -155,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="Holdout 5 (by a separate author; scored once, then spent: now "
                         "training data, set 8).")
     parser.add_argument("--holdout6", type=Path, default=HERE / "safety_holdout6.jsonl",
-                        help="The newest holdout, by another separate author: never used for "
-                        "tuning or training.")
+                        help="Holdout 6 (by a fifth author; scored once, then spent).")
+    parser.add_argument("--holdout7", type=Path, default=HERE / "safety_holdout7.jsonl",
+                        help="The newest holdout, by a sixth author: never used for tuning "
+                        "or training.")
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
     parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {}
     if not args.skip_holdout:
-        sets["holdout 6 (clean: never tuned or trained on)"] = read_set(args.holdout6)
+        sets["holdout 7 (clean: never tuned or trained on)"] = read_set(args.holdout7)
+        sets["holdout 6 (spent: scored once, not trained on)"] = read_set(args.holdout6)
         sets["holdout 4 (spent: scored once, not trained on)"] = read_set(args.holdout4)
     sets["set 1 (lexicon tuning + learned-layer training)"] = read_set(args.eval)
     if not args.skip_holdout:

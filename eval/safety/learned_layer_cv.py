@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-explanation-fbr", type=float, default=0.0,
                         help="Share of the benign explanation sentences that may be blocked "
                         "(a blocked LLM explanation falls back to the template sentence).")
+    parser.add_argument("--profanity-veto", type=float,
+                        default=OfflineToxicityClassifier.profanity_veto,
+                        help="OfflineToxicityClassifier.profanity_veto: profanity-check blocks "
+                        "count only where the layer's out-of-fold harm probability is >= this.")
     parser.add_argument("--ml100k", action="store_true")
     parser.add_argument("--ml100k-cache", default=None)
     parser.add_argument("--max-ml-blocks", type=int, default=0,
@@ -90,10 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     rest = SafetyFilter(OfflineToxicityClassifier(semantic=False))
 
     def context(t: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Dampening per text, and (n, 2) bool: blocked by the rest of the filter for a
+        reason other than profanity-check's 'toxicity' / for that reason (the learned layer
+        can veto the latter: --profanity-veto)."""
         damp = np.array([lexicon.context_factor(lexicon.analyze(x)) for x in t])
-        return damp, np.array([v.blocked for v in rest.check(t)])
+        parts = [({r.label for r in v.reasons if r.action == "block"}) for v in rest.check(t)]
+        return damp, np.array([[bool(p - {"toxicity"}), "toxicity" in p] for p in parts])
 
-    x, (damp, other) = embed(texts), context(texts)
+    def harm_probability(logits: np.ndarray) -> np.ndarray:
+        z = logits - logits.max(axis=-1, keepdims=True)
+        return 1.0 - np.exp(z[..., 0]) / np.exp(z).sum(axis=-1)
+
+    def rest_blocks(parts: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """The rest of the filter's blocks once the layer (these logits) may veto."""
+        keep = harm_probability(logits) >= args.profanity_veto if args.profanity_veto else True
+        return parts[..., 0] | (parts[..., 1] & keep)
+
+    x, (damp, parts) = embed(texts), context(texts)
+    other = parts.any(-1)  # without the veto
     variants = [format_variants(r) for r in rows]
     variant_texts = [v for vs in variants for v in vs]
     xv = embed(variant_texts)
@@ -106,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return fit_regression(np.vstack([x[train], xv[keep]]),
                               np.concatenate([y[train], y[owner[keep]]]), c)
 
-    xm, (damp_m, other_m) = (embed(extra), context(extra)) if extra else (None, (None, None))
+    xm, (damp_m, parts_m) = (embed(extra), context(extra)) if extra else (None, (None, None))
+    other_m = parts_m.any(-1) if extra else None
     print(f"{len(rows)} examples ({harmful.sum()} harmful); rest of the filter alone: recall "
           f"{other[harmful].mean():.3f}, false-block rate {other[product].mean():.3f}, "
           f"explanations blocked {int(other[must_pass].sum())}/{must_pass.sum()}"
@@ -148,15 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.save:
             np.savez(f"{args.save}-{args.method}-{c}.npz", logits=logits, ml_logits=ml_logits,
                      harmful=harmful, product=product, must_pass=must_pass, other=other,
+                     parts=parts, parts_m=parts_m,
                      damp=damp, other_m=other_m, damp_m=damp_m, y=y)
         for margin in np.arange(0.0, 8.0, 0.05):
             blocked = np.array([harm_score(logits[r], margin, damp) >= 0.5
                                 for r in range(reps)])
-            combined = blocked | other
+            combined = blocked | np.array([rest_blocks(parts, logits[r]) for r in range(reps)])
             ok = (combined[:, product].mean() <= args.max_fbr
                   and combined[:, must_pass].mean() <= args.max_explanation_fbr)
             if ml_logits is not None:
-                extra_blocks = (harm_score(ml_logits, margin, damp_m) >= 0.5) & ~other_m
+                extra_blocks = ((harm_score(ml_logits, margin, damp_m) >= 0.5)
+                                & ~rest_blocks(parts_m, ml_logits))
                 ok &= int(extra_blocks.sum()) <= args.max_ml_blocks
             if ok:
                 name = "-" if c is None else f"{c:g}"

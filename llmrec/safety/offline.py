@@ -114,6 +114,16 @@ class OfflineToxicityClassifier:
             "('Kick-Ass (2010)'); 0.4 keeps them under the 0.5 threshold."
         },
     )
+    profanity_veto: float = field(
+        default=0.01,
+        metadata={
+            "help": "With the learned layer on: a profanity-check score counts only where the "
+            "layer's harm probability (1 - P(benign)) is >= this, so a profane but harmless "
+            "title ('Too Drunk to Fuck', a village called Fucking) is not blocked for its "
+            "words alone; 0 = off. 0.01 was measured on the out-of-fold logits of the shipped "
+            "examples (eval/safety/README.md)."
+        },
+    )
     lexicon_path: str | None = field(
         default=None,
         metadata={"help": "A lexicon YAML file replacing the shipped llmrec/safety/lexicon.yaml."},
@@ -167,6 +177,9 @@ class OfflineToxicityClassifier:
         factor = self.untargeted_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor <= 1:
             raise ValueError(f"untargeted_factor must be a number in [0, 1], got {factor!r}")
+        veto = self.profanity_veto
+        if isinstance(veto, bool) or not isinstance(veto, (int, float)) or not 0 <= veto <= 1:
+            raise ValueError(f"profanity_veto must be a number in [0, 1], got {veto!r}")
         if self.lexicon_path is not None and not isinstance(self.lexicon_path, str):
             raise ValueError(f"lexicon_path must be None or a file path, got {self.lexicon_path!r}")
         if not isinstance(self.semantic, bool):
@@ -223,11 +236,18 @@ class OfflineToxicityClassifier:
                 ev["toxicity"] = f"profanity-check {p:.3f}" + ("" if g == 1.0 else " (untargeted)")
         if self.semantic and semantic:
             dampen = np.asarray([self._lexicon.context_factor(r) for r in results]).reshape(-1)
-            value, top = self.semantic_model_().scores(list(texts), dampen)
+            value, top, harm = self.semantic_model_().analyze(list(texts), dampen)
             scores["semantic"] = value
             for ev, v, cat, d in zip(evidence, value, top, dampen, strict=True):
                 ev["semantic"] = f"closest harm: {cat} ({v:.2f}" + (
                     ")" if d == 1.0 else f", context-dampened x{d:g})")
+            if self.use_profanity_model and self.profanity_veto > 0:
+                vetoed = harm < self.profanity_veto  # (n,) the layer sees no harm at all
+                scores["toxicity"] = np.where(vetoed, 0.0, scores["toxicity"])
+                for ev, h, no in zip(evidence, harm, vetoed, strict=True):
+                    if no:
+                        ev["toxicity"] += (f" (vetoed: learned-layer harm probability {h:.4f}"
+                                           f" < {self.profanity_veto:g})")
         return scores, evidence
 
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:

@@ -245,8 +245,15 @@ class SemanticHarmModel:
         """Score and most likely harm category per text; ``dampen`` in (0, 1] per text (1:
         no legitimate context) raises the score to the power 1 / dampen. Scores are rounded to
         4 decimals, so batching does not change them (padding moves embeddings by ~1e-7)."""
+        score, top, _ = self.analyze(texts, dampen)
+        return score, top
+
+    def analyze(self, texts: list[str], dampen: np.ndarray
+                ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """:meth:`scores` plus each text's raw harm probability 1 - P(benign) (no margin, no
+        dampening; 4 decimals), from the same forward pass."""
         if not texts:
-            return np.zeros(0), []
+            return np.zeros(0), [], np.zeros(0)
         if self.classifier is not None:
             logits = self.classifier.logits(texts, self.settings.batch_size)  # (n, K)
         else:
@@ -255,7 +262,9 @@ class SemanticHarmModel:
         # 4 decimals: a text's score then does not depend on the batch it was padded in
         score = np.round(score, 4)
         top = [self.classes[1 + int(i)] for i in logits[:, 1:].argmax(axis=1)]
-        return score, top
+        z = logits - logits.max(axis=1, keepdims=True)
+        benign = np.exp(z[:, 0]) / np.exp(z).sum(axis=1)
+        return score, top, np.round(1.0 - benign, 4)
 
 
 def training_set(
