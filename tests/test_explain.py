@@ -20,7 +20,7 @@ from llmrec.explain import (
 )
 from llmrec.recommender import Recommendation
 from llmrec.recommender.types import Evidence
-from llmrec.safety import SafetyFilter
+from llmrec.safety import OfflineToxicityClassifier, SafetyFilter
 
 ROWS = [  # id, title, genres, year, director
     ("a1", "Alien", ["Sci-Fi", "Horror"], "1979", "Ridley Scott"),
@@ -212,11 +212,17 @@ def test_toxic_template_is_replaced_by_a_neutral_sentence(safety):
 
 
 def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer):
-    # the offline classifier reads "Because you watched Liar Liar" as an insult
-    e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    # without the learned layer's veto, profanity-check reads "Because you watched Liar Liar"
+    # as toxic (0.85)
+    strict = Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
+                       SafetyFilter(OfflineToxicityClassifier(profanity_veto=0.0)))
+    e = strict.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
     assert e.text == "Because you watched Heat." and e.safe
     assert [c.item_id for c in e.evidence] == ["h1"]
     assert e.method.startswith("template (fewer items; safety: classifier:offline:")
+    # the default filter's learned layer sees no harm in it and vetoes that score
+    e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    assert e.text == "Because you watched Liar Liar and Heat." and e.safe
 
 
 def test_tiny_random_llm_fails_grounding_and_falls_back(tmp_path_factory, safety):
