@@ -36,6 +36,7 @@ from llmrec.safety.semantic import (
     SemanticSettings,
     fit_regression,
     format_variants,
+    harm_probability,
     harm_score,
     read_examples,
 )
@@ -100,10 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         damp = np.array([lexicon.context_factor(lexicon.analyze(x)) for x in t])
         parts = [({r.label for r in v.reasons if r.action == "block"}) for v in rest.check(t)]
         return damp, np.array([[bool(p - {"toxicity"}), "toxicity" in p] for p in parts])
-
-    def harm_probability(logits: np.ndarray) -> np.ndarray:
-        z = logits - logits.max(axis=-1, keepdims=True)
-        return 1.0 - np.exp(z[..., 0]) / np.exp(z).sum(axis=-1)
 
     def rest_blocks(parts: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """The rest of the filter's blocks once the layer (these logits) may veto."""

@@ -6,8 +6,9 @@ with a sentence encoder (all-MiniLM-L6-v2 by default, no download when ``gt-all-
 is installed) and scores it over benign + one class per harm category, trained on labelled
 examples: the shipped ``llmrec/safety/data/*.jsonl`` (1,648 hand-written texts by four
 authors) or the operator's own files. Two methods: ``lora`` (default) fine-tunes the encoder
-with a LoRA adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
-disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings (seconds).
+with a LoRA adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then
+cached on disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings
+(seconds).
 
 Score = sigmoid(logit(1 - P(benign)) - margin), so the policy's usual threshold 0.5 means
 "``margin`` logits above even odds". The margins (and the regression's ``c``) were chosen by
@@ -20,10 +21,9 @@ and bare titles. Out of fold, with the rest of the filter (1,648 examples): fine
 recall 0.729 (margin 7.25), regression 0.597 (c 30, margin 5.45). Benign examples also train
 as their bare titles and harmful ones with a year (:func:`format_variants`), so that the layer
 reads content rather than catalog formatting (without that, 13% of bare movie titles scored as
-harmful). In a
-legitimate context the lexicon recognises (prevention, health education, history, reference
-series) the score is raised to the power 1 / (the frame's dampening factor), so such texts
-need more confidence to be blocked.
+harmful). In a legitimate context the lexicon recognises (prevention, health education,
+history, reference series) the score is raised to the power 1 / (the frame's dampening
+factor), so such texts need more confidence to be blocked.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ __all__ = [
     "SemanticSettings",
     "fit_regression",
     "format_variants",
+    "harm_probability",
     "harm_score",
     "read_examples",
     "training_set",
@@ -262,9 +263,7 @@ class SemanticHarmModel:
         # 4 decimals: a text's score then does not depend on the batch it was padded in
         score = np.round(score, 4)
         top = [self.classes[1 + int(i)] for i in logits[:, 1:].argmax(axis=1)]
-        z = logits - logits.max(axis=1, keepdims=True)
-        benign = np.exp(z[:, 0]) / np.exp(z).sum(axis=1)
-        return score, top, np.round(1.0 - benign, 4)
+        return score, top, np.round(harm_probability(logits), 4)
 
 
 def training_set(
@@ -295,11 +294,15 @@ def fit_regression(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, 
             np.asarray(reg.intercept_, dtype=np.float64)[order])
 
 
+def harm_probability(logits: np.ndarray) -> np.ndarray:
+    """1 - P(benign) per row of ``logits`` (..., K), class 0 = benign."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    prob = np.exp(z)
+    return 1.0 - prob[..., 0] / prob.sum(axis=-1)
+
+
 def harm_score(logits: np.ndarray, margin: float, dampen: np.ndarray) -> np.ndarray:
     """sigmoid(logit(1 - P(benign)) - margin) ** (1 / dampen), per row of ``logits`` (n, K)."""
-    logits = logits - logits.max(axis=1, keepdims=True)
-    prob = np.exp(logits)
-    prob /= prob.sum(axis=1, keepdims=True)
-    harm = np.clip(1.0 - prob[:, 0], 1e-12, 1 - 1e-12)
+    harm = np.clip(harm_probability(logits), 1e-12, 1 - 1e-12)
     z = np.log(harm / (1.0 - harm)) - margin
     return (1.0 / (1.0 + np.exp(-z))) ** (1.0 / np.clip(dampen, 1e-6, 1.0))
