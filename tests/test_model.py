@@ -185,6 +185,39 @@ def test_resume_equals_uninterrupted(tmp_path, ema_decay):
         torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
 
 
+def test_head_phase_trains_the_head_alone_after_retrieval(tmp_path):
+    """head_epochs > 0: retrieval trains exactly as without a head, then only the head moves,
+    its loss falls, and a run resumed after the retrieval epochs reaches the same head."""
+    split = cyclic_split()
+    cfg = dict(epochs=4, batch_size=5, lr=3e-3, progress=False, patience=100, seed=3)
+    without = tiny_model(dropout=0.2)
+    Trainer(without, split, TrainConfig(head_weight=0.0, **cfg)).train()
+    phased = tiny_model(dropout=0.2)
+    result = Trainer(phased, split, TrainConfig(head_epochs=30, **cfg)).train()
+    head = {n for n in phased.state_dict() if n.startswith("head.")}
+    for (name, a), b in zip(phased.state_dict().items(), without.state_dict().values(),
+                            strict=True):
+        if name.startswith("head"):  # the head's weights, and its weight in the score
+            continue
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} moved in the head phase")
+    moved = [n for n in head if not torch.equal(phased.state_dict()[n], without.state_dict()[n])]
+    assert moved and "head.mlp.3.weight" in moved
+    assert [h.epoch for h in result.history] == [0, 1, 2, 3]
+    assert [h.epoch for h in result.head_phase] == list(range(4, 34))
+    assert result.head_phase[-1].loss < 0.9 * result.head_phase[0].loss
+    assert result.head_phase[-1].valid["head_scale"] > 0  # it earned a say on validation
+
+    Trainer(tiny_model(dropout=0.2), split,
+            TrainConfig(head_epochs=30, output_dir=str(tmp_path), **cfg)).train()
+    resumed = tiny_model(dropout=0.2)  # restarted after the retrieval epochs were checkpointed
+    again = Trainer(resumed, split, TrainConfig(head_epochs=30, output_dir=str(tmp_path),
+                                                **cfg)).train()
+    assert [h.epoch for h in again.history] == [0, 1, 2, 3]
+    for (name, a), b in zip(phased.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
+
+
 def test_early_stopping_restores_best(tmp_path):
     split = cyclic_split()
     model = tiny_model()
@@ -304,6 +337,7 @@ def test_unseen_offset_keeps_cold_items_discoverable():
         (TrainConfig, {"report_to": "wandb"}, r"report_to must be one of"),
         (TrainConfig, {"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
         (TrainConfig, {"window_stride": -1}, r"window_stride must be >= 0"),
+        (TrainConfig, {"head_epochs": -1}, r"head_epochs must be >= 0"),
         (TrainConfig, {"lr_schedule": "step"}, r"lr_schedule must be one of \('constant', "
          r"'cosine', 'wsd'\)"),
         (TrainConfig, {"decay_fraction": 0.0}, r"decay_fraction must be in \(0, 1\]"),

@@ -261,10 +261,11 @@ class SeqRecModel(nn.Module):
         """(B, N) scores for full-ranking evaluation: the re-ranked top-N come first, in the
         head's order; every other item keeps its retrieval score below them."""
         vectors = self.items.cached()
+        if self.config.head_top_n == 0 or float(self.head_scale) == 0.0:
+            # the head cannot change an order it adds nothing to
+            return self.retrieval_scores(self.encode_history(seq, vectors, last_only=True)[:, 0])
         states = self.encode_history(seq, vectors)
         retrieval = self.retrieval_scores(states[:, -1])  # (B, N)
-        if self.config.head_top_n == 0:
-            return retrieval
         n = min(self.config.head_top_n, self.n_items)
         indices = catalog_topk(retrieval, n)[1]
         final, _ = self.rerank(states, seq >= 0, states[:, -1], indices, vectors)  # (B, n)
@@ -347,6 +348,7 @@ def training_loss(
     sampled: tuple[torch.Tensor, ...] | None = None,
     candidate_text: torch.Tensor | None = None,
     seen: torch.Tensor | None = None,
+    head_only: bool = False,
 ) -> TrainOutput:
     """Next-item cross-entropy at every position, plus the head's re-ranking loss.
 
@@ -356,7 +358,15 @@ def training_loss(
     embeddings (encoder fine-tuning). ``seen`` (N,) bool: the items that occur in the
     training data; the full softmax leaves the others out, so items never seen in training
     (new or cold-start items) are not taught to score low merely for being absent.
+    ``head_only``: only the head's loss, on states and item vectors computed without
+    gradients (the head's own training phase, :attr:`TrainConfig.head_epochs`).
     """
+    if head_only:  # the head alone learns, on frozen retrieval states
+        with torch.no_grad():
+            vectors = model.items()  # (N, D)
+            states = model.encode_history(seq, vectors)  # (B, L, D)
+        head = _head_loss(model, seq, states, targets, vectors, head_positions)
+        return TrainOutput(head_weight * head, head.new_zeros(()), head)
     vectors = model.items()  # (N, D)
     states = model.encode_history(seq, vectors)  # (B, L, D)
     if sampled is None:

@@ -146,8 +146,8 @@ class Recommender:
         texts = dataset.catalog.texts() if encoder is not None else None
         result = Trainer(self.model, split, train, encoder=encoder, item_texts=texts).train()
         keys = ("epochs", "batch_size", "lr", "lr_schedule", "decay_fraction", "loss",
-                "window_stride", "head_positions", "encoder_epochs", "encoder_lr", "ema_decay",
-                "select", "metric", "seed")
+                "window_stride", "head_positions", "head_epochs", "encoder_epochs", "encoder_lr",
+                "ema_decay", "select", "metric", "seed")
         self.card.training = {k: getattr(train, k) for k in keys} | {
             "kept epoch": result.best_epoch, f"valid {result.metric}": round(result.best_metric,
                                                                             4),

@@ -60,6 +60,14 @@ class TrainConfig:
     head_positions: int = field(
         default=4, metadata={"help": "Positions per window that train the head (last included)."}
     )
+    head_epochs: int = field(
+        default=0,
+        metadata={"help": "0 = the attention head trains alongside retrieval in every epoch. "
+                  "N > 0 = retrieval trains alone (each step about half the cost), and after "
+                  "the kept retrieval weights are restored the head trains N epochs on them, "
+                  "frozen (its learning rate decays linearly to 0); its weight in the final "
+                  "score is then chosen on validation once."},
+    )
     encoder_epochs: int = field(
         default=0,
         metadata={"help": "Final epochs in which the item encoder's LoRA adapter trains too "
@@ -147,6 +155,8 @@ class TrainConfig:
             )
         if self.window_stride < 0:
             raise ValueError(f"window_stride must be >= 0, got {self.window_stride}")
+        if self.head_epochs < 0:
+            raise ValueError(f"head_epochs must be >= 0, got {self.head_epochs}")
         if self.patience < 0 or self.head_weight < 0 or self.max_grad_norm < 0:
             raise ValueError("patience, head_weight and max_grad_norm must be >= 0")
         if isinstance(self.unseen_min_ratio, bool) or not isinstance(

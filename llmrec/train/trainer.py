@@ -142,6 +142,7 @@ class FitResult:
     stopped_early: bool
     seconds: float
     unseen_offset: float = 0.0  # retrieval offset of items absent from training (validated)
+    head_phase: list[EpochLog] = field(default_factory=list)  # TrainConfig.head_epochs > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -266,7 +267,7 @@ class Trainer:
                        disable=not (cfg.progress and acc.is_local_main_process))
             for seq, tgt in bar:
                 seq, tgt = trim_padding(seq, tgt)
-                kwargs: dict = {"head_weight": cfg.head_weight,
+                kwargs: dict = {"head_weight": 0.0 if cfg.head_epochs else cfg.head_weight,
                                 "head_positions": cfg.head_positions}
                 if live:
                     kwargs |= {"live": True, "encoder_items": cfg.encoder_items,
@@ -317,10 +318,53 @@ class Trainer:
                 "sampler": sampler.get_state().tolist(),
             })
         self._restore_best(acc)
+        head_phase = self._train_head(acc, model, data, loader) if cfg.head_epochs else []
         offset = self.choose_unseen_offset(acc)
         self._curves(acc, history)
         return FitResult(kept_epoch, kept, cfg.metric, history, stopped,
-                         time.perf_counter() - t0, offset)
+                         time.perf_counter() - t0, offset, head_phase)
+
+    def _train_head(self, acc: Accelerator, model: torch.nn.Module, data: EpochShuffled,
+                    loader: DataLoader) -> list[EpochLog]:
+        """The head's own phase (:attr:`TrainConfig.head_epochs`): on the restored retrieval
+        weights, frozen and without dropout (the states it will see when ranking), the head
+        trains for ``head_epochs`` epochs, its learning rate decaying linearly to 0; then its
+        weight in the final score is chosen on validation. Seeded on its own, so a run resumed
+        after the retrieval epochs reaches the same head."""
+        cfg = self.config
+        set_seed(cfg.seed + 1)
+        params = list(self.model.head.parameters())
+        optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total = max(1, cfg.head_epochs * -(-len(loader) // cfg.grad_accum))
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: max(0.0, 1.0 - s / total))
+        optim, lr_sched = acc.prepare(optim, lr_sched)
+        logs = []
+        for i in range(cfg.head_epochs):
+            data.shuffle_for(cfg.epochs + i)
+            model.eval()
+            self.model.head.train()
+            total_loss, steps, t1 = 0.0, 0, time.perf_counter()
+            bar = tqdm(loader, desc=f"head epoch {i}", leave=False,
+                       disable=not (cfg.progress and acc.is_local_main_process))
+            for seq, tgt in bar:
+                seq, tgt = trim_padding(seq, tgt)
+                with acc.accumulate(model):
+                    out = model(seq, tgt, head_weight=cfg.head_weight,
+                                head_positions=cfg.head_positions, head_only=True)
+                    acc.backward(out.loss)
+                    if acc.sync_gradients and cfg.max_grad_norm:
+                        acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optim.step()
+                    lr_sched.step()
+                    optim.zero_grad()
+                total_loss += out.head_loss.item()
+                steps += 1
+            loss = total_loss / max(steps, 1)
+            logs.append(EpochLog(cfg.epochs + i, loss, 0.0, loss,
+                                 seconds=time.perf_counter() - t1))
+        model.eval()
+        logs[-1].valid = self.validate(acc, head=True)
+        return logs
 
     def choose_unseen_offset(self, acc: Accelerator) -> float:
         """Set and return the retrieval offset of items absent from training, chosen on the
@@ -347,18 +391,20 @@ class Trainer:
         model.unseen_offset.fill_(chosen)
         return chosen
 
-    def validate(self, acc: Accelerator) -> dict[str, float]:
+    def validate(self, acc: Accelerator, head: bool | None = None) -> dict[str, float]:
         """Validation metrics of the current weights (full ranking, no history masking).
 
         The head's weight in the final score is chosen here, on validation data, among
         :data:`HEAD_SCALES` (see :func:`choose_head_scale`); the metrics of the chosen weight
-        are returned, with it.
+        are returned, with it. ``head`` False: the head is not trained yet (its own phase
+        comes later) and is left out (weight 0); default: unless it has a phase of its own.
         """
         model = self.model
         k = int(self.config.metric.split("@")[1])
         cfg = EvalConfig(ks=(k,), metrics=("ndcg", "hr", "mrr"), mask_history=False,
                          batch_size=self.config.eval_batch_size, keep_cases=True)
-        scales = HEAD_SCALES if model.config.head_top_n else (1.0,)
+        head = not self.config.head_epochs if head is None else head
+        scales = (HEAD_SCALES if head else (0.0,)) if model.config.head_top_n else (1.0,)
         reports = {}
         for scale in scales:
             model.head_scale.fill_(scale)
