@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout6", type=Path, default=HERE / "safety_holdout6.jsonl",
                         help="Holdout 6 (by a fifth author; scored once, then spent).")
     parser.add_argument("--holdout7", type=Path, default=HERE / "safety_holdout7.jsonl",
-                        help="The newest holdout, by a sixth author: never used for tuning "
+                        help="Holdout 7 (by a sixth author; scored once, then spent).")
+    parser.add_argument("--holdout8", type=Path, default=HERE / "safety_holdout8.jsonl",
+                        help="The newest holdout, by a seventh author: never used for tuning "
                         "or training.")
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
@@ -176,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {}
     if not args.skip_holdout:
-        sets["holdout 7 (clean: never tuned or trained on)"] = read_set(args.holdout7)
+        sets["holdout 8 (clean: never tuned or trained on)"] = read_set(args.holdout8)
+        sets["holdout 7 (spent: scored once, not trained on)"] = read_set(args.holdout7)
         sets["holdout 6 (spent: scored once, not trained on)"] = read_set(args.holdout6)
         sets["holdout 4 (spent: scored once, not trained on)"] = read_set(args.holdout4)
     sets["set 1 (lexicon tuning + learned-layer training)"] = read_set(args.eval)
