@@ -63,7 +63,7 @@ def quality(args: argparse.Namespace) -> dict:
             fit = rec.fit(ds, split, TrainConfig(
                 epochs=args.epochs, patience=args.epochs, seed=args.seed,
                 ema_decay=args.ema_decay, window_stride=args.window_stride, progress=False,
-                head_positions=args.head_positions,
+                head_positions=args.head_positions, head_epochs=args.head_epochs,
                 lr_schedule=args.lr_schedule, decay_fraction=args.decay_fraction))
             minutes = (time.perf_counter() - t0) / 60
             report = rec.evaluate(split.test, cfg, name=name)
@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="TrainConfig.window_stride (the main job's setting).")
     parser.add_argument("--head-positions", type=int, default=4,
                         help="TrainConfig.head_positions, as in eval/ml100k_main.py.")
+    parser.add_argument("--head-epochs", type=int, default=0,
+                        help="TrainConfig.head_epochs, as in eval/ml100k_main.py.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--catalogs", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--encode-texts", type=int, default=5000)

@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "masked 0.111 vs 0.118), although the head learns on detached states.")
     parser.add_argument("--head-epochs", type=int, default=0,
                         help="TrainConfig.head_epochs: 0 = the head trains alongside retrieval "
-                        "in every epoch; N > 0 = retrieval alone, then N epochs of the head on "
-                        "the kept retrieval weights.")
+                        "in every epoch; N > 0 = retrieval alone (about half the step time), "
+                        "then N epochs of the head on the kept retrieval weights. Measured "
+                        "lower here with 5 (seeds 0-2: test NDCG@10 0.0621 vs 0.0646 on "
+                        "average, masked 0.113 vs 0.118).")
     parser.add_argument("--encoder-epochs", type=int, default=1,
                         help="Final epochs that also train the encoder's LoRA adapter.")
     parser.add_argument("--mode", default="transductive", choices=("transductive", "inductive"))

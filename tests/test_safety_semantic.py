@@ -21,7 +21,7 @@ pytest.importorskip("profanity_check")
 # Written for these tests (in no training set): harm paraphrases without lexicon words, and
 # benign look-alikes. Measured 2026-12-01: the fine-tuned default blocks 4 of these 8, the
 # regression layer 2; the lexicon none. With 1,648 examples and the cross-validated margin
-# 7.25 (stricter on false blocks): 3 of 8.
+# 7.25 (stricter on false blocks): 3 of 8; with 2,236 examples and margin 8.45: see the test.
 PARAPHRASES = [
     "Your family will be found in a ditch if you keep posting.",
     "People like you don't deserve to keep breathing.",

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                      harmful=harmful, product=product, must_pass=must_pass, other=other,
                      parts=parts, parts_m=parts_m,
                      damp=damp, other_m=other_m, damp_m=damp_m, y=y)
-        for margin in np.arange(0.0, 8.0, 0.05):
+        for margin in np.arange(0.0, 16.0, 0.05):
             blocked = np.array([harm_score(logits[r], margin, damp) >= 0.5
                                 for r in range(reps)])
             combined = blocked | np.array([rest_blocks(parts, logits[r]) for r in range(reps)])
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{combined[:, harmful].mean():.3f} | {combined[:, product].mean():.3f} |")
                 break
         else:
-            print(f"| {'-' if c is None else f'{c:g}'} | none <= 8 | - | - | - |")
+            print(f"| {'-' if c is None else f'{c:g}'} | none < 16 | - | - | - |")
     return 0
 
 

