@@ -93,6 +93,10 @@ def test_fine_tuned_safety_layer_is_saved_with_the_model(rec, tmp_path, monkeypa
     saved = json.loads((tmp_path / "model" / "safety.json").read_text())
     assert saved["classifier"]["semantic_weights"] == "safety_semantic.safetensors"
     assert (tmp_path / "model" / "safety_semantic.safetensors").is_file()
+    # the operating point is pinned: a later version's default margin cannot move it
+    settings = rec.safety.classifier.semantic_settings
+    assert (saved["classifier"]["semantic_margin"], saved["classifier"]["semantic_c"]) == (
+        settings.margin, settings.c)
     monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "empty-cache"))
     again = Recommender.from_pretrained(tmp_path / "model", cache_dir=tmp_path / "cache")
     texts = ["I will find you and kill you, you worthless idiot", "Kill Bill: Vol. 1",

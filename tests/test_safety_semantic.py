@@ -301,5 +301,5 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     saved["classifier"]["semantic"] = True
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     assert (clf.semantic_method, clf._settings.c, clf._settings.margin) == ("regression", 10, 1.85)
-    assert OfflineToxicityClassifier()._settings.margin == 7.25  # the method's default
+    assert OfflineToxicityClassifier().semantic_settings.margin == 8.45  # the method's default
     assert classifier_from_dict({"type": "offline"}).semantic_method == "lora"

@@ -444,7 +444,7 @@ class Recommender:
                                         default=_json_default) + "\n")
             (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
             if self.safety is not None:
-                safety = self.safety.to_dict()
+                safety = _pinned_safety(self.safety)
                 layer = _fine_tuned_layer(self.safety)
                 if layer is not None:  # the learned layer travels with the model
                     save_file(layer.trainable_state(), str(tmp / SEMANTIC_WEIGHTS))
@@ -511,6 +511,20 @@ def adapter_origin(path: str | Path) -> str:
     return (f"`{path}` ({meta.get('objective')} objective on {corpus}, "
             f"{meta.get('epochs')} epoch(s) / max_steps {meta.get('max_steps')}, "
             f"lr {meta.get('lr')}, llmrec {meta.get('llmrec_version')})")
+
+
+def _pinned_safety(safety: SafetyFilter) -> dict[str, Any]:
+    """The filter's configuration with the learned layer's defaulted margin and ``c`` written
+    out, so a saved model keeps its operating point when a later version's defaults change."""
+    from llmrec.safety import OfflineToxicityClassifier
+
+    values = safety.to_dict()
+    clf = safety.classifier
+    if isinstance(clf, OfflineToxicityClassifier) and clf.semantic:
+        settings = clf.semantic_settings
+        values["classifier"] = {**values["classifier"], "semantic_margin": settings.margin,
+                                "semantic_c": settings.c}
+    return values
 
 
 def _fine_tuned_layer(safety: SafetyFilter) -> Any:

@@ -204,6 +204,11 @@ class OfflineToxicityClassifier:
         learned = ("semantic",) if self.semantic else ()
         return (("toxicity",) if self.use_profanity_model else ()) + LEXICON_LABELS + learned
 
+    @property
+    def semantic_settings(self) -> SemanticSettings:
+        """The learned layer's settings, defaults resolved (e.g. the method's margin)."""
+        return self._settings
+
     def semantic_model_(self) -> SemanticHarmModel:
         """The learned layer (trained on first use, then shared in this process)."""
         return SemanticHarmModel.get(self._settings)
