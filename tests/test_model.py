@@ -218,6 +218,11 @@ def test_head_phase_trains_the_head_alone_after_retrieval(tmp_path):
         torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
 
 
+def test_head_phase_needs_a_head():
+    with pytest.raises(ValueError, match=r"head_epochs > 0 needs a model with a scoring head"):
+        Trainer(tiny_model(head_top_n=0), cyclic_split(), TrainConfig(head_epochs=2))
+
+
 def test_early_stopping_restores_best(tmp_path):
     split = cyclic_split()
     model = tiny_model()
@@ -338,6 +343,7 @@ def test_unseen_offset_keeps_cold_items_discoverable():
         (TrainConfig, {"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
         (TrainConfig, {"window_stride": -1}, r"window_stride must be >= 0"),
         (TrainConfig, {"head_epochs": -1}, r"head_epochs must be >= 0"),
+        (TrainConfig, {"head_epochs": 2, "head_weight": 0.0}, r"needs head_weight > 0"),
         (TrainConfig, {"lr_schedule": "step"}, r"lr_schedule must be one of \('constant', "
          r"'cosine', 'wsd'\)"),
         (TrainConfig, {"decay_fraction": 0.0}, r"decay_fraction must be in \(0, 1\]"),

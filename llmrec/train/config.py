@@ -157,6 +157,9 @@ class TrainConfig:
             raise ValueError(f"window_stride must be >= 0, got {self.window_stride}")
         if self.head_epochs < 0:
             raise ValueError(f"head_epochs must be >= 0, got {self.head_epochs}")
+        if self.head_epochs and self.head_weight == 0:
+            raise ValueError("head_epochs > 0 trains the head on its loss alone: it needs "
+                             "head_weight > 0")
         if self.patience < 0 or self.head_weight < 0 or self.max_grad_norm < 0:
             raise ValueError("patience, head_weight and max_grad_norm must be >= 0")
         if isinstance(self.unseen_min_ratio, bool) or not isinstance(

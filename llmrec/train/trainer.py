@@ -155,6 +155,9 @@ class Trainer:
                  encoder: ItemTextEncoder | None = None,
                  item_texts: list[str] | None = None) -> None:
         self.model, self.split, self.config = model, split, config
+        if config.head_epochs and not model.config.head_top_n:
+            raise ValueError("head_epochs > 0 needs a model with a scoring head "
+                             "(ModelConfig.head_top_n > 0)")
         self.out = Path(config.output_dir) if config.output_dir else None
         if config.encoder_epochs:
             if model.config.mode == "id":
