@@ -21,7 +21,7 @@ pytest.importorskip("profanity_check")
 # Written for these tests (in no training set): harm paraphrases without lexicon words, and
 # benign look-alikes. Measured 2026-12-01: the fine-tuned default blocks 4 of these 8, the
 # regression layer 2; the lexicon none. With 1,648 examples and the cross-validated margin
-# 7.25 (stricter on false blocks): 3 of 8; with 2,236 examples and margin 8.45: see the test.
+# 7.25 (stricter on false blocks): 3 of 8; with 2,236 examples and margin 8.45: 6 of 8.
 PARAPHRASES = [
     "Your family will be found in a ditch if you keep posting.",
     "People like you don't deserve to keep breathing.",
@@ -300,6 +300,7 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     # saved before the layer could be fine-tuned: the regression its verdicts came from
     saved["classifier"]["semantic"] = True
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
-    assert (clf.semantic_method, clf._settings.c, clf._settings.margin) == ("regression", 10, 1.85)
+    settings = clf.semantic_settings
+    assert (clf.semantic_method, settings.c, settings.margin) == ("regression", 10, 1.85)
     assert OfflineToxicityClassifier().semantic_settings.margin == 8.45  # the method's default
     assert classifier_from_dict({"type": "offline"}).semantic_method == "lora"

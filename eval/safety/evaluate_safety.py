@@ -138,29 +138,38 @@ def table(title: str, results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+_DATA, _EVAL = "llmrec/safety/data/", "eval/safety/"
+_SPENT = "(spent: scored once, not trained on)"
+# (flag, path from the repository root, report name, --help), in report order; with
+# --skip-holdout only --eval is scored
+SETS = [
+    ("--holdout8", _EVAL + "safety_holdout8.jsonl", "holdout 8 (clean: never tuned or trained on)",
+     "The newest holdout, by a seventh author: never used for tuning or training."),
+    ("--holdout7", _EVAL + "safety_holdout7.jsonl", f"holdout 7 {_SPENT}",
+     "Holdout 7 (by a sixth author; scored once, then spent)."),
+    ("--holdout6", _EVAL + "safety_holdout6.jsonl", f"holdout 6 {_SPENT}",
+     "Holdout 6 (by a fifth author; scored once, then spent)."),
+    ("--holdout4", _EVAL + "safety_holdout4.jsonl", f"holdout 4 {_SPENT}",
+     "Holdout 4 (scored once, then spent; not training data)."),
+    ("--eval", _DATA + "examples_set1.jsonl", "set 1 (lexicon tuning + learned-layer training)",
+     "Set 1 (lexicon tuning set; training data of the learned layer)."),
+    ("--holdout", _DATA + "examples_set2.jsonl", "set 2 (old holdout; learned-layer training)",
+     "Set 2 (the first holdout; training data of the learned layer)."),
+    ("--holdout2", _DATA + "examples_set4_holdout2.jsonl",
+     "set 4 (holdout 2, spent; learned-layer training)",
+     "Holdout 2 (scored once, then spent: now training data)."),
+    ("--holdout3", _EVAL + "safety_holdout3.jsonl", f"holdout 3 {_SPENT}",
+     "Holdout 3 (scored once, then spent; not training data yet)."),
+    ("--holdout5", _DATA + "examples_set8_holdout5.jsonl",
+     "set 8 (holdout 5, spent; learned-layer training)",
+     "Holdout 5 (by a separate author; scored once, then spent: now training data, set 8)."),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    data = HERE.parent.parent / "llmrec" / "safety" / "data"
-    parser.add_argument("--eval", type=Path, default=data / "examples_set1.jsonl",
-                        help="Set 1 (lexicon tuning set; training data of the learned layer).")
-    parser.add_argument("--holdout", type=Path, default=data / "examples_set2.jsonl",
-                        help="Set 2 (the first holdout; training data of the learned layer).")
-    parser.add_argument("--holdout2", type=Path, default=data / "examples_set4_holdout2.jsonl",
-                        help="Holdout 2 (scored once, then spent: now training data).")
-    parser.add_argument("--holdout3", type=Path, default=HERE / "safety_holdout3.jsonl",
-                        help="Holdout 3 (scored once, then spent; not training data yet).")
-    parser.add_argument("--holdout4", type=Path, default=HERE / "safety_holdout4.jsonl",
-                        help="Holdout 4 (scored once, then spent; not training data).")
-    parser.add_argument("--holdout5", type=Path, default=data / "examples_set8_holdout5.jsonl",
-                        help="Holdout 5 (by a separate author; scored once, then spent: now "
-                        "training data, set 8).")
-    parser.add_argument("--holdout6", type=Path, default=HERE / "safety_holdout6.jsonl",
-                        help="Holdout 6 (by a fifth author; scored once, then spent).")
-    parser.add_argument("--holdout7", type=Path, default=HERE / "safety_holdout7.jsonl",
-                        help="Holdout 7 (by a sixth author; scored once, then spent).")
-    parser.add_argument("--holdout8", type=Path, default=HERE / "safety_holdout8.jsonl",
-                        help="The newest holdout, by a seventh author: never used for tuning "
-                        "or training.")
+    for flag, path, _, help_text in SETS:
+        parser.add_argument(flag, type=Path, default=HERE.parent.parent / path, help=help_text)
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
     parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")
@@ -176,18 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
     args = parser.parse_args(argv)
 
-    sets = {}
-    if not args.skip_holdout:
-        sets["holdout 8 (clean: never tuned or trained on)"] = read_set(args.holdout8)
-        sets["holdout 7 (spent: scored once, not trained on)"] = read_set(args.holdout7)
-        sets["holdout 6 (spent: scored once, not trained on)"] = read_set(args.holdout6)
-        sets["holdout 4 (spent: scored once, not trained on)"] = read_set(args.holdout4)
-    sets["set 1 (lexicon tuning + learned-layer training)"] = read_set(args.eval)
-    if not args.skip_holdout:
-        sets["set 2 (old holdout; learned-layer training)"] = read_set(args.holdout)
-        sets["set 4 (holdout 2, spent; learned-layer training)"] = read_set(args.holdout2)
-        sets["holdout 3 (spent: scored once, not trained on)"] = read_set(args.holdout3)
-        sets["set 8 (holdout 5, spent; learned-layer training)"] = read_set(args.holdout5)
+    sets = {name: read_set(getattr(args, flag[2:])) for flag, _, name, _ in SETS
+            if not args.skip_holdout or flag == "--eval"}
     if args.ml100k:
         sets["MovieLens-100k catalog (all benign)"] = ml100k_rows(args.ml100k_cache)
     found, notes = backends(args)

@@ -135,6 +135,12 @@ class SeqRecModel(nn.Module):
     def n_items(self) -> int:
         return len(self.items.text)
 
+    @property
+    def head_abstains(self) -> bool:
+        """No head, or its weight in the final score is 0: it cannot change an order, so
+        scoring can skip it (and encode only the last position)."""
+        return not self.config.head_top_n or float(self.head_scale) == 0.0
+
     def item_bias(self) -> torch.Tensor | None:
         """(N,) additive retrieval score per item (the unseen-item offset), or None if 0."""
         if float(self.unseen_offset) == 0.0:
@@ -182,7 +188,7 @@ class SeqRecModel(nn.Module):
         as :meth:`rank` scores them. When the head's weight is 0 (or it is off) its output
         cannot change a score, so it is skipped and only the last position is encoded."""
         vectors = self.items.cached()  # (N, D)
-        if float(self.head_scale) == 0.0 or not self.config.head_top_n:
+        if self.head_abstains:
             user = self.encode_history(seq, vectors, last_only=True)[:, 0]  # (B, D)
             scores = (vectors[candidates] * user[:, None, :]).sum(-1)  # (B, C)
             bias = self.item_bias()
@@ -261,8 +267,7 @@ class SeqRecModel(nn.Module):
         """(B, N) scores for full-ranking evaluation: the re-ranked top-N come first, in the
         head's order; every other item keeps its retrieval score below them."""
         vectors = self.items.cached()
-        if self.config.head_top_n == 0 or float(self.head_scale) == 0.0:
-            # the head cannot change an order it adds nothing to
+        if self.head_abstains:
             return self.retrieval_scores(self.encode_history(seq, vectors, last_only=True)[:, 0])
         states = self.encode_history(seq, vectors)
         retrieval = self.retrieval_scores(states[:, -1])  # (B, N)

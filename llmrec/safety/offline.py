@@ -143,7 +143,7 @@ class OfflineToxicityClassifier:
     semantic_method: str = field(
         default="lora",
         metadata={"help": "How the learned layer is built: 'lora' = the encoder fine-tuned "
-                  "with a LoRA adapter (trained once, 3-8 min on a CPU, cached on disk; "
+                  "with a LoRA adapter (trained once, ~8-12 min on a CPU, cached on disk; "
                   "stronger), 'regression' = a regression on frozen embeddings (seconds)."},
     )
     semantic_c: float | None = field(

@@ -19,9 +19,9 @@ of the filter, that blocks at most 5% of the benign explanation sentences (a blo
 explanation falls back to the template) and at most 3 of MovieLens-100k's 3,364 item texts
 and bare titles. Out of fold, with the rest of the filter (2,236 examples): fine-tuned
 recall 0.682 (margin 8.45, where the MovieLens constraint binds), regression 0.690 (c 30,
-margin 4.55, where the false-block constraint binds). Benign examples also train
-as their bare titles and harmful ones with a year (:func:`format_variants`), so that the layer
-reads content rather than catalog formatting (without that, 13% of bare movie titles scored as
+margin 4.55, where the false-block constraint binds). Benign examples also train as their
+bare titles and harmful ones with a year (:func:`format_variants`), so that the layer reads
+content rather than catalog formatting (without that, 13% of bare movie titles scored as
 harmful). In a legitimate context the lexicon recognises (prevention, health education,
 history, reference series) the score is raised to the power 1 / (the frame's dampening
 factor), so such texts need more confidence to be blocked.
@@ -128,10 +128,10 @@ class SemanticSettings:
     method: str = field(
         default="lora",
         metadata={"help": f"One of {METHODS}: 'lora' = the encoder fine-tuned with a LoRA "
-                  "adapter and a linear head (llmrec.safety.finetuned; trained once, 3-8 min "
-                  "on a CPU, then cached on disk; out-of-fold recall 0.73 with the rest of the "
-                  "filter at FBR 0.02); 'regression' = a softmax regression on the frozen "
-                  "encoder's embeddings (seconds; 0.60)."},
+                  "adapter and a linear head (llmrec.safety.finetuned; trained once, about "
+                  "8-12 min on one CPU thread, then cached on disk; out-of-fold recall 0.68 "
+                  "with the rest of the filter at FBR 0.012); 'regression' = a softmax "
+                  "regression on the frozen encoder's embeddings (seconds; 0.69 at FBR 0.02)."},
     )
     c: float = field(default=30.0, metadata={"help": "Inverse L2 strength of the regression."})
     margin: float | None = field(

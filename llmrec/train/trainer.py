@@ -12,8 +12,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ from tqdm.auto import tqdm
 from llmrec.data.split import Split
 from llmrec.evaluation import EvalConfig, EvalReport, evaluate
 from llmrec.models.encoder import ItemTextEncoder
-from llmrec.models.model import ModelScorer, SeqRecModel, sampled_candidates
+from llmrec.models.model import ModelScorer, SeqRecModel, TrainOutput, sampled_candidates
 from llmrec.train.config import TrainConfig
 from llmrec.train.curves import finish_trackers, plot_learning_curves
 from llmrec.train.data import EpochShuffled, training_windows, trim_padding
@@ -280,14 +282,8 @@ class Trainer:
                 if cfg.loss == "sampled":
                     kwargs["sampled"] = sampled_candidates(
                         tgt, self.model.n_items, cfg.n_negatives, popularity, sampler)
-                with acc.accumulate(model):
-                    out = model(seq, tgt, **kwargs)
-                    acc.backward(out.loss)
-                    if acc.sync_gradients and cfg.max_grad_norm:
-                        acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    optim.step()
-                    lr_sched.step()
-                    optim.zero_grad()
+                out = self._step(acc, model, optim, lr_sched, model.parameters(), seq, tgt,
+                                 **kwargs)
                 if ema is not None and acc.sync_gradients:
                     ema.update()
                 sums += [out.loss.item(), out.retrieval_loss.item(), out.head_loss.item()]
@@ -327,6 +323,21 @@ class Trainer:
         return FitResult(kept_epoch, kept, cfg.metric, history, stopped,
                          time.perf_counter() - t0, offset, head_phase)
 
+    def _step(self, acc: Accelerator, model: torch.nn.Module, optim: Any, lr_sched: Any,
+              params: Iterable[torch.nn.Parameter], seq: torch.Tensor, tgt: torch.Tensor,
+              **kwargs: Any) -> TrainOutput:
+        """One (accumulated) optimizer step on the losses of ``model(seq, tgt, **kwargs)``;
+        ``params`` are the gradients clipped."""
+        with acc.accumulate(model):
+            out = model(seq, tgt, **kwargs)
+            acc.backward(out.loss)
+            if acc.sync_gradients and self.config.max_grad_norm:
+                acc.clip_grad_norm_(params, self.config.max_grad_norm)
+            optim.step()
+            lr_sched.step()
+            optim.zero_grad()
+        return out
+
     def _train_head(self, acc: Accelerator, model: torch.nn.Module, data: EpochShuffled,
                     loader: DataLoader) -> list[EpochLog]:
         """The head's own phase (:attr:`TrainConfig.head_epochs`): on the restored retrieval
@@ -351,15 +362,9 @@ class Trainer:
                        disable=not (cfg.progress and acc.is_local_main_process))
             for seq, tgt in bar:
                 seq, tgt = trim_padding(seq, tgt)
-                with acc.accumulate(model):
-                    out = model(seq, tgt, head_weight=cfg.head_weight,
-                                head_positions=cfg.head_positions, head_only=True)
-                    acc.backward(out.loss)
-                    if acc.sync_gradients and cfg.max_grad_norm:
-                        acc.clip_grad_norm_(params, cfg.max_grad_norm)
-                    optim.step()
-                    lr_sched.step()
-                    optim.zero_grad()
+                out = self._step(acc, model, optim, lr_sched, params, seq, tgt,
+                                 head_weight=cfg.head_weight,
+                                 head_positions=cfg.head_positions, head_only=True)
                 total_loss += out.head_loss.item()
                 steps += 1
             loss = total_loss / max(steps, 1)
