@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder-epochs", type=int, default=1,
                         help="Final epochs that also train the encoder's LoRA adapter.")
     parser.add_argument("--mode", default="transductive", choices=("transductive", "inductive"))
+    parser.add_argument("--time-gaps", action="store_true",
+                        help="ModelConfig.time_gaps: the sequence encoder also reads the time "
+                        "between consecutive ratings (log2 buckets).")
     parser.add_argument("--out", default="runs/ml100k")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(ds.stats().to_markdown())
 
     lora = LoraSettings(r=8, alpha=16) if args.encoder_epochs else None
-    rec = Recommender(EncoderConfig(lora=lora), ModelConfig(mode=args.mode),
+    rec = Recommender(EncoderConfig(lora=lora),
+                      ModelConfig(mode=args.mode, time_gaps=args.time_gaps),
                       cache_dir=args.cache_dir)
     t0 = time.perf_counter()
     # constant learning rate, then a linear decay over the last --decay-fraction of the steps;
@@ -110,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n## Recommendations for user {ds.interactions.user_ids[user]}\n")
     print("Last watched: " + "; ".join(ds.catalog.text(ds.catalog.index(h))
                                        for h in history[-3:]))
-    for r in rec.recommend(history, k=5):
+    times = split.test.history_times[user] if args.time_gaps else None
+    for r in rec.recommend(history, k=5, timestamps=times):
         because = ", ".join(e.text.split(" (")[0] for e in r.evidence[:2])
         print(f"{r.rank}. {r.text}  (score {r.score:.2f}; attends to: {because})")
 

@@ -97,7 +97,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     rec = Recommender.from_pretrained(args.model)
     result = rec.recommend(args.history, k=args.k, exclude_history=not args.include_history,
-                           on_unknown=args.on_unknown, explain=args.explain)
+                           on_unknown=args.on_unknown, explain=args.explain,
+                           timestamps=args.timestamps)
     if args.json:
         print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
         return 0
@@ -187,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="Recommend items for a history of item ids.")
     p.add_argument("--model", required=True, help="A saved model folder.")
     p.add_argument("--history", nargs="*", default=[], help="Item ids, oldest first.")
+    p.add_argument("--timestamps", type=float, nargs="*", default=None, metavar="SECONDS",
+                   help="Unix time of each history item, oldest first (models trained with "
+                   "--model_time_gaps need them).")
     p.add_argument("-k", "--k", type=int, default=10, help="How many items.")
     p.add_argument("--include-history", action="store_true",
                    help="Allow items the user already has.")

@@ -134,7 +134,7 @@ def test_score_candidates_equals_the_ranking_scores(head_scale):
 
 @pytest.mark.parametrize(("stride", "n_windows"), [(None, 4), (4, 4), (2, 5), (1, 7)])
 def test_windows_cover_every_target_once(stride, n_windows):
-    x, y = training_windows([np.arange(10), np.array([3]), np.array([4, 5])], max_len=4,
+    x, y, _ = training_windows([np.arange(10), np.array([3]), np.array([4, 5])], max_len=4,
                             stride=stride)
     targets = sorted(y[y >= 0].tolist())
     assert targets == sorted([*range(1, 10), 5])
@@ -142,7 +142,7 @@ def test_windows_cover_every_target_once(stride, n_windows):
     # each target sees at least max_len - stride earlier items when the user has them
     # (in arange(10) an item's value is its position: it has that many predecessors)
     context = 4 - (stride or 4)
-    x, y = training_windows([np.arange(10)], max_len=4, stride=stride)
+    x, y, _ = training_windows([np.arange(10)], max_len=4, stride=stride)
     for row in range(len(x)):
         for t in np.flatnonzero(y[row] >= 0):
             seen = int((x[row, : t + 1] >= 0).sum())

@@ -26,6 +26,11 @@ class EvalCases:
         default=None,
         metadata={"help": "(N,) bool, True where the target never occurs in training data."},
     )
+    history_times: list[np.ndarray] | None = field(
+        default=None,
+        metadata={"help": "N float64 arrays: the timestamp (seconds) of each history event "
+                          "(models that read time gaps need them)."},
+    )
 
     def __post_init__(self) -> None:
         n = len(self.targets)
@@ -36,6 +41,14 @@ class EvalCases:
             )
         if self.is_cold is not None and len(self.is_cold) != n:
             raise ValueError(f"EvalCases: is_cold has {len(self.is_cold)} entries, expected {n}")
+        if self.history_times is not None:
+            if len(self.history_times) != n:
+                raise ValueError(f"EvalCases: history_times has {len(self.history_times)} "
+                                 f"entries, expected {n}")
+            for i, (h, t) in enumerate(zip(self.histories, self.history_times, strict=True)):
+                if len(h) != len(t):
+                    raise ValueError(f"EvalCases: case {i} has {len(h)} history items but "
+                                     f"{len(t)} history_times")
         if n and (self.targets.min() < 0 or self.targets.max() >= self.n_items):
             raise ValueError(f"EvalCases: targets must lie in [0, n_items={self.n_items})")
 
@@ -51,6 +64,8 @@ class EvalCases:
             targets=self.targets[idx],
             n_items=self.n_items,
             is_cold=None if self.is_cold is None else self.is_cold[idx],
+            history_times=None if self.history_times is None
+            else [self.history_times[i] for i in idx],
         )
 
     def batches(self, batch_size: int) -> Iterator[EvalCases]:
@@ -65,4 +80,5 @@ class EvalCases:
                 targets=self.targets[sl],
                 n_items=self.n_items,
                 is_cold=None if self.is_cold is None else self.is_cold[sl],
+                history_times=None if self.history_times is None else self.history_times[sl],
             )

@@ -58,12 +58,18 @@ class Interactions:
 
     def sequences(self) -> list[np.ndarray]:
         """Per internal user index, the item indices oldest first (empty if none)."""
+        return self.timed_sequences()[0]
+
+    def timed_sequences(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """:meth:`sequences` and, per user, the float64 timestamps of those events."""
         f = self.frame
         order = self.order()
         users = f["user"].to_numpy()[order]
         items = f["item"].to_numpy(dtype=np.int64)[order]
+        times = f["timestamp"].to_numpy(dtype=np.float64)[order]
         bounds = np.searchsorted(users, np.arange(self.n_users + 1))
-        return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+        spans = [slice(bounds[u], bounds[u + 1]) for u in range(self.n_users)]
+        return [items[s] for s in spans], [times[s] for s in spans]
 
 
 @dataclass
@@ -129,6 +135,10 @@ class RecDataset:
     def sequences(self) -> list[np.ndarray]:
         """Per user, item indices oldest first (see :meth:`Interactions.order`)."""
         return self.interactions.sequences()
+
+    def timed_sequences(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """:meth:`sequences` plus each event's timestamp (float64 seconds)."""
+        return self.interactions.timed_sequences()
 
     def stats(self) -> DatasetStats:
         f = self.interactions.frame

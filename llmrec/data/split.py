@@ -72,6 +72,22 @@ class Split:
         default=None, metadata={"help": "cold_start: (n_items,) bool, held out of training."}
     )
     notes: list[str] = field(default_factory=list, metadata={"help": "What the split did."})
+    train_times: list[np.ndarray] | None = field(
+        default=None,
+        metadata={"help": "Per user, the float64 timestamps of the ``train`` events (models "
+                          "that read time gaps need them)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.train_times is None:
+            return
+        if len(self.train_times) != len(self.train):
+            raise ValueError(f"Split: train_times has {len(self.train_times)} sequences, "
+                             f"train {len(self.train)}")
+        for u, (s, t) in enumerate(zip(self.train, self.train_times, strict=True)):
+            if len(s) != len(t):
+                raise ValueError(f"Split: user {u} has {len(s)} training items but {len(t)} "
+                                 "train_times")
 
     def item_counts(self) -> np.ndarray:
         """(n_items,) float64 number of training interactions of each item."""
@@ -79,7 +95,8 @@ class Split:
         return np.bincount(flat, minlength=self.n_items).astype(np.float64)
 
 
-def _cases(users: list[int], hists: list[np.ndarray], targets: list[int], n_items: int,
+def _cases(users: list[int], hists: list[np.ndarray], targets: list[int],
+           times: list[np.ndarray] | None, n_items: int,
            cold: np.ndarray | None = None) -> EvalCases:
     t = np.asarray(targets, dtype=np.int64)
     return EvalCases(
@@ -88,26 +105,36 @@ def _cases(users: list[int], hists: list[np.ndarray], targets: list[int], n_item
         targets=t,
         n_items=n_items,
         is_cold=None if cold is None else cold[t],
+        history_times=times,
     )
 
 
 def leave_one_out(seqs: list[np.ndarray], n_items: int, config: SplitConfig,
-                  cold: np.ndarray | None = None) -> Split:
-    train, v, t = [], ([], [], []), ([], [], [])
-    short = 0
+                  cold: np.ndarray | None = None,
+                  times: list[np.ndarray] | None = None) -> Split:
+    """``times``: per user, the timestamp of each event of ``seqs`` (carried to the split's
+    ``train_times`` and the cases' ``history_times``)."""
+    train, train_times, short = [], [], 0
+    v: tuple[list, list, list, list] = ([], [], [], [])
+    t: tuple[list, list, list, list] = ([], [], [], [])
     for u, s in enumerate(seqs):
+        ts = times[u] if times is not None else np.zeros(len(s))
+        head, head_t = (s, ts) if len(s) < 3 else (s[:-2], ts[:-2])
+        keep = slice(None) if cold is None else ~cold[head]
+        train.append(head[keep])
+        train_times.append(head_t[keep])
         if len(s) < 3:
             short += len(s) > 0
-            train.append(s if cold is None else s[~cold[s]])
             continue
-        head = s[:-2]
-        train.append(head if cold is None else head[~cold[head]])
-        for (us, hs, ts), cut in ((v, -2), (t, -1)):
+        for (us, hs, tg, ht), cut in ((v, -2), (t, -1)):
             us.append(u)
             hs.append(s[:cut])
-            ts.append(int(s[cut]))
-    split = Split(train, _cases(*v, n_items, cold), _cases(*t, n_items, cold), n_items, config,
-                  cold)
+            tg.append(int(s[cut]))
+            ht.append(ts[:cut])
+    timed = times is not None
+    valid, test = (_cases(*c[:3], c[3] if timed else None, n_items, cold) for c in (v, t))
+    split = Split(train, valid, test, n_items, config, cold,
+                  train_times=train_times if timed else None)
     if short:
         split.notes.append(f"{short} users with fewer than 3 interactions: training only")
     return split
@@ -125,14 +152,17 @@ def temporal(dataset: RecDataset, config: SplitConfig) -> Split:
     user_order = dataset.interactions.order()
     users = f["user"].to_numpy()[user_order]
     items = f["item"].to_numpy(dtype=np.int64)[user_order]
+    stamps = f["timestamp"].to_numpy(dtype=np.float64)[user_order]
     period = period[user_order]
     bounds = np.searchsorted(users, np.arange(dataset.n_users + 1))
-    train = []
-    buckets: dict[int, tuple[list, list, list]] = {1: ([], [], []), 2: ([], [], [])}
+    train, train_times = [], []
+    buckets: dict[int, tuple[list, ...]] = {1: ([], [], [], []), 2: ([], [], [], [])}
     no_history = 0
     for u in range(dataset.n_users):
-        s, p = items[bounds[u]:bounds[u + 1]], period[bounds[u]:bounds[u + 1]]
+        span = slice(bounds[u], bounds[u + 1])
+        s, p, ts = items[span], period[span], stamps[span]
         train.append(s[p == 0])
+        train_times.append(ts[p == 0])
         for which in (1, 2):
             pos = np.flatnonzero(p == which)
             if config.temporal_targets == "first":
@@ -141,12 +171,13 @@ def temporal(dataset: RecDataset, config: SplitConfig) -> Split:
                 if i == 0:
                     no_history += 1
                     continue
-                us, hs, ts = buckets[which]
+                us, hs, tg, ht = buckets[which]
                 us.append(u)
                 hs.append(s[:i])
-                ts.append(int(s[i]))
+                tg.append(int(s[i]))
+                ht.append(ts[:i])
     split = Split(train, _cases(*buckets[1], dataset.n_items), _cases(*buckets[2], dataset.n_items),
-                  dataset.n_items, config)
+                  dataset.n_items, config, train_times=train_times)
     split.notes.append(f"time cut: valid from event rank {valid_start}, test from {test_start}")
     if no_history:
         split.notes.append(f"{no_history} targets without any earlier event (new users) skipped")
@@ -157,16 +188,16 @@ def split(dataset: RecDataset, config: SplitConfig) -> Split:
     """Split ``dataset`` as ``config`` says."""
     if config.strategy == "temporal":
         return temporal(dataset, config)
-    seqs = dataset.sequences()
+    seqs, times = dataset.timed_sequences()
     if config.strategy == "leave_one_out":
-        return leave_one_out(seqs, dataset.n_items, config)
+        return leave_one_out(seqs, dataset.n_items, config, times=times)
     seen = np.flatnonzero(np.bincount(dataset.interactions.frame["item"].to_numpy(),
                                       minlength=dataset.n_items))
     rng = np.random.default_rng(config.seed)
     n_cold = round(config.cold_item_fraction * len(seen))
     cold = np.zeros(dataset.n_items, dtype=bool)
     cold[rng.choice(seen, size=n_cold, replace=False)] = True
-    result = leave_one_out(seqs, dataset.n_items, config, cold)
+    result = leave_one_out(seqs, dataset.n_items, config, cold, times)
     result.notes.append(
         f"{n_cold} cold items held out of training; {int(result.test.is_cold.sum())} of "
         f"{len(result.test)} test targets are cold"

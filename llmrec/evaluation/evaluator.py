@@ -1,6 +1,8 @@
 """Full-ranking evaluation harness shared by baselines and models.
 
-Any callable ``scorer(users, histories) -> (B, n_items) scores`` (higher = better) plugs in.
+Any callable ``scorer(users, histories) -> (B, n_items) scores`` (higher = better) plugs in;
+one with a true ``needs_times`` attribute is called ``scorer(users, histories, times)`` with
+the cases' history timestamps (models that read time gaps).
 Every case ranks its target against the whole catalog; rank metrics use the expected value
 under a uniform random tie-break (see :mod:`llmrec.evaluation.metrics`).
 """
@@ -172,9 +174,14 @@ def evaluate(
     kept: dict[str, list[np.ndarray]] = {key: [] for key in case_keys}
     accs = {g: M.ExposureAccumulator(n_items, config.ks, pop, device) for g in group_names}
 
+    needs_times = bool(getattr(scorer, "needs_times", False))
+    if needs_times and cases.history_times is None:
+        raise ValueError("this scorer reads time gaps: the cases need history_times (splits "
+                         "made by RecDataset.split carry them)")
     for batch in cases.batches(config.batch_size):
         b = len(batch)
-        scores = _as_scores(scorer(batch.users, batch.histories), b, n_items, device)  # (B, n)
+        args = (batch.users, batch.histories) + ((batch.history_times,) if needs_times else ())
+        scores = _as_scores(scorer(*args), b, n_items, device)  # (B, n)
         mask = M.history_mask(batch.histories, n_items, device) if config.mask_history else None
         targets = torch.as_tensor(np.asarray(batch.targets, dtype=np.int64), device=device)
         stats = M.rank_stats(scores, targets, mask)

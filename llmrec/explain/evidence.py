@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-# (histories, item_ids) -> (len(histories), len(item_ids)): every item scored under every history
-Scorer = Callable[[Sequence[Sequence[str]], Sequence[str]], np.ndarray]
+# (histories, item_ids[, times]) -> (len(histories), len(item_ids)): every item scored under
+# every history; ``times`` (per history, one timestamp per item) only where given
+Scorer = Callable[..., np.ndarray]
 
 
 def attention_ranking(recommendation: Any, history: Sequence[str]) -> list[tuple[str, float]]:
@@ -23,13 +24,18 @@ def attention_ranking(recommendation: Any, history: Sequence[str]) -> list[tuple
     return sorted(out.items(), key=lambda x: -x[1])
 
 
-def pairwise_scorer(score_items: Callable[[Sequence[Sequence[str]], Sequence[str]],
-                                          np.ndarray]) -> Scorer:
-    """A :data:`Scorer` from a per-pair one such as ``Recommender.score_items``."""
+def pairwise_scorer(score_items: Callable[..., np.ndarray]) -> Scorer:
+    """A :data:`Scorer` from a per-pair one such as ``Recommender.score_items`` (given
+    ``timestamps=`` when the histories come with times)."""
 
-    def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str]) -> np.ndarray:
+    def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str],
+               times: Sequence[Sequence[float]] | None = None) -> np.ndarray:
         hs = [h for h in histories for _ in item_ids]
-        scores = score_items(hs, list(item_ids) * len(histories))
+        if times is None:
+            scores = score_items(hs, list(item_ids) * len(histories))
+        else:
+            ts = [t for t in times for _ in item_ids]
+            scores = score_items(hs, list(item_ids) * len(histories), timestamps=ts)
         return np.asarray(scores, dtype=np.float64).reshape(len(histories), len(item_ids))
 
     return scorer
@@ -38,33 +44,39 @@ def pairwise_scorer(score_items: Callable[[Sequence[Sequence[str]], Sequence[str
 def recommender_scorer(rec: Any) -> Scorer:
     """A :data:`Scorer` over a trained Recommender that encodes each history once and scores
     all items against it (the computation of ``Recommender.score_items``, K times cheaper)."""
-    from llmrec.models.model import pad_left
+    from llmrec.models.model import history_gaps, pad_left
 
     @torch.no_grad()
-    def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str]) -> np.ndarray:
+    def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str],
+               times: Sequence[Sequence[float]] | None = None) -> np.ndarray:
         model, catalog = rec.model, rec.catalog
         if model.training:
             model.eval()
         seq = pad_left([catalog.indices(h) for h in histories], rec.model_config.max_len)
+        gaps = history_gaps(model, times, length=seq.shape[1])
         target = torch.as_tensor(catalog.indices(item_ids))[None, :].expand(len(histories), -1)
-        return model.score_candidates(seq, target).double().numpy()
+        return model.score_candidates(seq, target, gaps).double().numpy()
 
     return scorer
 
 
 def occlusion_drops(scorer: Scorer, history: Sequence[str], item_ids: Sequence[str],
                     window: int | None = None,
-                    positions: Iterable[int] | None = None) -> np.ndarray:
+                    positions: Iterable[int] | None = None,
+                    times: Sequence[float] | None = None) -> np.ndarray:
     """(len(item_ids), len(history)) score drops: ``score(item | history) - score(item |
     history without position j)``, in one batched ``scorer`` call. Positions before the
     model's ``window`` (the most recent items it reads) cannot matter, and positions left out
-    of ``positions`` (None = all) are not tried: their drop is -inf."""
+    of ``positions`` (None = all) are not tried: their drop is -inf. ``times``: the history's
+    timestamps, removed with their items (the scorer then gets ``times=``)."""
     history = list(history)
     n, k = len(history), len(item_ids)
     drops = np.full((k, n), -np.inf)
     if n == 0 or k == 0:
         return drops
-    lo = 0 if window is None else max(0, n - window - 1)  # one more: it slides into view
+    # one more than the window: it slides into view; with times one more again, whose only
+    # role is the time gap of the item that slides in
+    lo = 0 if window is None else max(0, n - window - (1 if times is None else 2))
     kept = history[lo:]
     first = max(0, n - window) if window is not None else 0
     tried = range(first, n) if positions is None else sorted(
@@ -72,7 +84,14 @@ def occlusion_drops(scorer: Scorer, history: Sequence[str], item_ids: Sequence[s
     if not tried:
         return drops
     variants = [kept] + [kept[:j - lo] + kept[j - lo + 1:] for j in tried]
-    scores = np.asarray(scorer(variants, list(item_ids)), dtype=np.float64)  # (1 + P, K)
+    if times is None:
+        scores = np.asarray(scorer(variants, list(item_ids)), dtype=np.float64)  # (1 + P, K)
+    else:
+        if len(times) != n:
+            raise ValueError(f"{len(times)} timestamps for a history of {n} items")
+        t = list(times)[lo:]
+        timed = [t] + [t[:j - lo] + t[j - lo + 1:] for j in tried]
+        scores = np.asarray(scorer(variants, list(item_ids), times=timed), dtype=np.float64)
     drops[:, list(tried)] = (scores[:1] - scores[1:]).T
     return drops
 

@@ -123,7 +123,8 @@ class Explainer:
         return self._generator
 
     # -- evidence ---------------------------------------------------------------------------
-    def _cited(self, history: list[str], recs: Sequence[Any]) -> list[list[CitedItem]]:
+    def _cited(self, history: list[str], recs: Sequence[Any],
+               times: list[float] | None = None) -> list[list[CitedItem]]:
         n = self.config.n_evidence
         attention = [dict(attention_ranking(r, history)) for r in recs]
         if self.evidence == "attention" or not history:
@@ -134,7 +135,7 @@ class Explainer:
             tried = (None if cfg.occlusion_positions == "all"
                      else attended_positions(history, recs, cfg.occlusion_recent))
             drops = occlusion_drops(self.scorer, history, [r.item_id for r in recs], self.window,
-                                    tried)
+                                    tried, times=times)
             ranked = []
             for row, att in zip(drops, attention, strict=True):
                 items: dict[str, float] = {}
@@ -278,20 +279,33 @@ class Explainer:
 
     # -- public -----------------------------------------------------------------------------
     def explain_many(self, histories: Sequence[Sequence[str]],
-                     recommendations: Sequence[Sequence[Any]]) -> list[list[Explanation]]:
+                     recommendations: Sequence[Sequence[Any]],
+                     timestamps: Sequence[Sequence[float]] | None = None,
+                     ) -> list[list[Explanation]]:
         """Explanations for many users at once: ``recommendations[u]`` (e.g. a
         ``RecommendationList``) explained from ``histories[u]`` (oldest first; unknown ids are
-        ignored). One safety call per round and one LLM pass (in batches) for all of them."""
+        ignored). One safety call per round and one LLM pass (in batches) for all of them.
+        ``timestamps``: per history, one per item (a scorer over a model that reads time
+        gaps needs them for occlusion evidence)."""
         if len(histories) != len(recommendations):
             raise ValueError(f"{len(histories)} histories but {len(recommendations)} "
                              "recommendation lists")
+        if timestamps is not None and len(timestamps) != len(histories):
+            raise ValueError(f"{len(timestamps)} timestamp lists for {len(histories)} histories")
         plans: list[list[_Plan]] = []
-        for history_ids, recs in zip(histories, recommendations, strict=True):
+        for u, (history_ids, recs) in enumerate(zip(histories, recommendations, strict=True)):
             if isinstance(history_ids, str):
                 raise TypeError("a history must be a sequence of item ids, not one string")
-            history = [str(h) for h in history_ids if str(h) in self.catalog]
+            known = [str(h) in self.catalog for h in history_ids]
+            history = [str(h) for h, k in zip(history_ids, known, strict=True) if k]
+            times = None
+            if timestamps is not None:
+                if len(timestamps[u]) != len(history_ids):
+                    raise ValueError(f"history {u}: {len(timestamps[u])} timestamps for "
+                                     f"{len(history_ids)} items")
+                times = [float(t) for t, k in zip(timestamps[u], known, strict=True) if k]
             recs = list(recs)
-            cited = self._cited(history, recs) if recs else []
+            cited = self._cited(history, recs, times) if recs else []
             source = self.evidence if history else "popularity"
             plans.append([self._plan(self.catalog.index(r.item_id), c, source)
                           for r, c in zip(recs, cited, strict=True)])
@@ -311,8 +325,10 @@ class Explainer:
         """The explanation of one recommendation (see :meth:`explain_many`)."""
         return self.explain_batch(history_ids, [recommendation])[0]
 
-    def explain_lists(self, histories: Sequence[Sequence[str]], lists: Sequence[Any]) -> None:
+    def explain_lists(self, histories: Sequence[Sequence[str]], lists: Sequence[Any],
+                      timestamps: Sequence[Sequence[float]] | None = None) -> None:
         """Fill ``explanation`` of every item of each ``RecommendationList`` in place."""
-        for recs, exps in zip(lists, self.explain_many(histories, lists), strict=True):
+        explained = self.explain_many(histories, lists, timestamps)
+        for recs, exps in zip(lists, explained, strict=True):
             for rec, exp in zip(recs, exps, strict=True):
                 rec.explanation = exp

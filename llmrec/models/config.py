@@ -41,6 +41,19 @@ class ModelConfig:
             "(0 turns the head off)."
         },
     )
+    time_gaps: bool = field(
+        default=False,
+        metadata={
+            "help": "Also read the time between consecutive history events: a learned "
+            "embedding per log2-spaced gap bucket is added to each position's. The model then "
+            "needs each history's timestamps (recommend(..., timestamps=...))."
+        },
+    )
+    time_gap_buckets: int = field(
+        default=32,
+        metadata={"help": "Gap buckets with time_gaps: padding, first item, under a second, "
+                          "then one per doubling from 1 s (32 reach ~8 years)."},
+    )
     text_dim: int = field(default=384, metadata={"help": "Width of the item text embeddings."})
     n_items: int = field(default=0, metadata={"help": "Catalog size (id embeddings)."})
 
@@ -58,6 +71,8 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.time_gap_buckets < 4:
+            raise ValueError(f"time_gap_buckets must be >= 4, got {self.time_gap_buckets}")
         for name in ("head_top_n", "n_items"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

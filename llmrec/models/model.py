@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from llmrec.models.attention import gelu_init_
 from llmrec.models.config import ModelConfig
 from llmrec.models.head import AttentionScoringHead
-from llmrec.models.sequence import SequenceEncoder
+from llmrec.models.sequence import SequenceEncoder, time_gap_buckets
 from llmrec.models.topk import catalog_topk
 
 
@@ -116,7 +117,8 @@ class SeqRecModel(nn.Module):
         c = config
         self.items = ItemTower(c)
         self.sequence = SequenceEncoder(
-            c.hidden_size, c.n_layers, c.n_heads, c.inner_size, c.dropout, c.max_len
+            c.hidden_size, c.n_layers, c.n_heads, c.inner_size, c.dropout, c.max_len,
+            gap_buckets=c.time_gap_buckets if c.time_gaps else 0,
         )
         self.head = AttentionScoringHead(c.hidden_size, c.n_heads, 2 * c.hidden_size, c.dropout)
         # weight of the head's score in the final score; chosen on validation data by the
@@ -166,34 +168,36 @@ class SeqRecModel(nn.Module):
                            device=self.unseen.device)
         self.unseen = torch.cat([self.unseen, extra])
 
-    def forward(self, seq: torch.Tensor, targets: torch.Tensor, **kwargs: object) -> TrainOutput:
+    def forward(self, seq: torch.Tensor, targets: torch.Tensor, **kwargs: Any) -> TrainOutput:
         """Training losses (see :func:`training_loss`); going through ``forward`` lets
         distributed wrappers synchronise gradients."""
         return training_loss(self, seq, targets, **kwargs)  # type: ignore[arg-type]
 
     def encode_history(
         self, seq: torch.Tensor, item_vectors: torch.Tensor | None = None,
-        last_only: bool = False,
+        last_only: bool = False, gaps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``seq`` (B, L) item indices left-padded with -1 -> states (B, L, D); with
-        ``last_only`` only the last position's (B, 1, D)."""
+        ``last_only`` only the last position's (B, 1, D). ``gaps`` (B, L): the time-gap
+        buckets of a model with ``time_gaps`` (see :func:`history_gaps`)."""
         valid = seq >= 0  # (B, L)
         idx = seq.clamp(min=0)
         vec = self.items(idx) if item_vectors is None else item_vectors[idx]  # (B, L, D)
-        return self.sequence(vec * valid[..., None], valid, last_only=last_only)
+        return self.sequence(vec * valid[..., None], valid, last_only=last_only, gaps=gaps)
 
     @torch.no_grad()
-    def score_candidates(self, seq: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def score_candidates(self, seq: torch.Tensor, candidates: torch.Tensor,
+                         gaps: torch.Tensor | None = None) -> torch.Tensor:
         """Final scores (B, C) of ``candidates`` (B, C) given histories ``seq`` (B, L), exactly
         as :meth:`rank` scores them. When the head's weight is 0 (or it is off) its output
         cannot change a score, so it is skipped and only the last position is encoded."""
         vectors = self.items.cached()  # (N, D)
         if self.head_abstains:
-            user = self.encode_history(seq, vectors, last_only=True)[:, 0]  # (B, D)
+            user = self.encode_history(seq, vectors, last_only=True, gaps=gaps)[:, 0]  # (B, D)
             scores = (vectors[candidates] * user[:, None, :]).sum(-1)  # (B, C)
             bias = self.item_bias()
             return scores if bias is None else scores + bias[candidates]
-        states = self.encode_history(seq, vectors)  # (B, L, D)
+        states = self.encode_history(seq, vectors, gaps=gaps)  # (B, L, D)
         final, _ = self.rerank(states, seq >= 0, states[:, -1], candidates, vectors)
         return final
 
@@ -225,7 +229,7 @@ class SeqRecModel(nn.Module):
     def rank(
         self, seq: torch.Tensor, *, top_n: int | None = None, exclude: torch.Tensor | None = None,
         exclude_rows: Sequence[np.ndarray | Sequence[int]] | None = None,
-        report_masked: bool = True,
+        report_masked: bool = True, gaps: torch.Tensor | None = None,
     ) -> RankOutput:
         """Two-stage ranking: dot-product retrieval of ``top_n`` candidates over the unmasked
         catalog, then the attention head.
@@ -234,9 +238,10 @@ class SeqRecModel(nn.Module):
         by every row); ``exclude_rows``: per row, item indices never recommended to that row
         (e.g. the user's own history), applied sparsely. ``report_masked``: also return
         retrieval's top before ``exclude`` (``unmasked``, what the mask kept out, after the row
-        exclusions); off saves a top-k over the catalog when nothing can be blocked."""
+        exclusions); off saves a top-k over the catalog when nothing can be blocked.
+        ``gaps`` (B, L): time-gap buckets, for a model with ``time_gaps``."""
         vectors = self.items.cached()  # (N, D)
-        states = self.encode_history(seq, vectors)  # (B, L, D)
+        states = self.encode_history(seq, vectors, gaps=gaps)  # (B, L, D)
         retrieval = self.retrieval_scores(states[:, -1])  # (B, N), masked in place
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
         if exclude_rows is not None:
@@ -263,13 +268,14 @@ class SeqRecModel(nn.Module):
         )
 
     @torch.no_grad()
-    def score_all(self, seq: torch.Tensor) -> torch.Tensor:
+    def score_all(self, seq: torch.Tensor, gaps: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N) scores for full-ranking evaluation: the re-ranked top-N come first, in the
         head's order; every other item keeps its retrieval score below them."""
         vectors = self.items.cached()
         if self.head_abstains:
-            return self.retrieval_scores(self.encode_history(seq, vectors, last_only=True)[:, 0])
-        states = self.encode_history(seq, vectors)
+            user = self.encode_history(seq, vectors, last_only=True, gaps=gaps)[:, 0]
+            return self.retrieval_scores(user)
+        states = self.encode_history(seq, vectors, gaps=gaps)
         retrieval = self.retrieval_scores(states[:, -1])  # (B, N)
         n = min(self.config.head_top_n, self.n_items)
         indices = catalog_topk(retrieval, n)[1]
@@ -354,6 +360,7 @@ def training_loss(
     candidate_text: torch.Tensor | None = None,
     seen: torch.Tensor | None = None,
     head_only: bool = False,
+    gaps: torch.Tensor | None = None,
 ) -> TrainOutput:
     """Next-item cross-entropy at every position, plus the head's re-ranking loss.
 
@@ -365,15 +372,16 @@ def training_loss(
     (new or cold-start items) are not taught to score low merely for being absent.
     ``head_only``: only the head's loss, on states and item vectors computed without
     gradients (the head's own training phase, :attr:`TrainConfig.head_epochs`).
+    ``gaps`` (B, L): the inputs' time-gap buckets, for a model with ``time_gaps``.
     """
     if head_only:  # the head alone learns, on frozen retrieval states
         with torch.no_grad():
             vectors = model.items()  # (N, D)
-            states = model.encode_history(seq, vectors)  # (B, L, D)
+            states = model.encode_history(seq, vectors, gaps=gaps)  # (B, L, D)
         head = _head_loss(model, seq, states, targets, vectors, head_positions)
         return TrainOutput(head_weight * head, head.new_zeros(()), head)
     vectors = model.items()  # (N, D)
-    states = model.encode_history(seq, vectors)  # (B, L, D)
+    states = model.encode_history(seq, vectors, gaps=gaps)  # (B, L, D)
     if sampled is None:
         logits = states @ vectors.T  # (B, L, N)
         if seen is not None:
@@ -395,35 +403,60 @@ def training_loss(
 
 
 def pad_left(
-    histories: list[np.ndarray],
+    histories: Sequence[np.ndarray | Sequence[int]],
     max_len: int,
     device: torch.device | str = "cpu",
     length: int | None = None,
+    fill: int = -1,
 ) -> torch.Tensor:
-    """The most recent ``max_len`` items of each history, left-padded with -1: (B, L).
+    """The most recent ``max_len`` items of each history, left-padded with ``fill``: (B, L).
 
     ``L`` is ``length`` if given, else the longest kept history (at least 1).
     """
     kept = [np.asarray(h[-max_len:], dtype=np.int64) for h in histories]
     width = length or max(1, max((len(h) for h in kept), default=1))
-    out = np.full((len(kept), width), -1, dtype=np.int64)
+    out = np.full((len(kept), width), fill, dtype=np.int64)
     for row, h in enumerate(kept):
         if len(h):
             out[row, width - len(h) :] = h
     return torch.from_numpy(out).to(device)
 
 
+def history_gaps(model: SeqRecModel, times: Sequence[np.ndarray | Sequence[float]] | None,
+                 device: torch.device | str = "cpu",
+                 length: int | None = None) -> torch.Tensor | None:
+    """The time-gap buckets (B, L) of histories with timestamps ``times`` (each oldest
+    first), aligned with :func:`pad_left` of those histories; None for a model without
+    ``time_gaps``. Gaps come from the full history, so the oldest kept item keeps its gap
+    to the event before it."""
+    cfg = model.config
+    if not cfg.time_gaps:
+        if times is not None:
+            raise ValueError("timestamps given, but this model does not read time gaps "
+                             "(ModelConfig.time_gaps=False)")
+        return None
+    if times is None:
+        raise ValueError("this model reads time gaps (ModelConfig.time_gaps=True): pass the "
+                         "histories' timestamps")
+    buckets = [time_gap_buckets(t, cfg.time_gap_buckets) for t in times]
+    return pad_left(buckets, cfg.max_len, device, length, fill=0)
+
+
 class ModelScorer:
-    """Adapts a :class:`SeqRecModel` to the evaluation harness's scorer protocol."""
+    """Adapts a :class:`SeqRecModel` to the evaluation harness's scorer protocol; a model
+    with ``time_gaps`` asks the harness for the cases' history timestamps."""
 
     def __init__(self, model: SeqRecModel, device: torch.device | str = "cpu") -> None:
         self.model, self.device = model, device
+        self.needs_times = model.config.time_gaps
 
-    def __call__(self, users: np.ndarray, histories: list[np.ndarray]) -> torch.Tensor:
+    def __call__(self, users: np.ndarray, histories: list[np.ndarray],
+                 times: list[np.ndarray] | None = None) -> torch.Tensor:
         was_training = self.model.training
         self.model.eval()
         try:
             seq = pad_left(histories, self.model.config.max_len, self.device)
-            return self.model.score_all(seq)
+            gaps = history_gaps(self.model, times, self.device, seq.shape[1])
+            return self.model.score_all(seq, gaps)
         finally:
             self.model.train(was_training)

@@ -27,7 +27,7 @@ from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
 from llmrec.models.encoder_config import DEFAULT_HUB_ID, EncoderConfig
-from llmrec.models.model import ModelScorer, SeqRecModel, pad_left
+from llmrec.models.model import ModelScorer, SeqRecModel, history_gaps, pad_left
 from llmrec.recommender.card import CardData, write_card
 from llmrec.recommender.storage import atomic_dir, read_json, write_json
 from llmrec.recommender.types import Evidence, Recommendation, RecommendationList, RemovedItem
@@ -209,36 +209,47 @@ class Recommender:
         return report
 
     # -- inference ---------------------------------------------------------------------
-    def _history_indices(self, history: Sequence[str], on_unknown: str,
-                         notes: list[str]) -> np.ndarray:
+    def _timed_history(self, history: Sequence[str], times: Sequence[float] | None,
+                       on_unknown: str, notes: list[str]
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Catalog indices of ``history`` and, given, the timestamps of the items kept."""
         catalog = self.catalog
         assert catalog is not None
         if isinstance(history, str):
             raise TypeError("history must be a sequence of item ids, not one string")
-        unknown = [h for h in history if str(h) not in catalog]
-        if unknown:
+        if times is not None and len(times) != len(history):
+            raise ValueError(f"timestamps has {len(times)} values for a history of "
+                             f"{len(history)} items: give one per history item")
+        known = [str(h) in catalog for h in history]
+        if not all(known):
+            unknown = [h for h, k in zip(history, known, strict=True) if not k]
             if on_unknown == "error":
                 raise KeyError(f"unknown item id(s) in history: {unknown[:10]} (pass "
                                "on_unknown='ignore' to skip them)")
             notes.append(f"ignored {len(unknown)} unknown item id(s): {unknown[:10]}")
-        idx = np.array([catalog.index(str(h)) for h in history if str(h) in catalog],
-                       dtype=np.int64)
+        idx = np.array([catalog.index(str(h)) for h, k in zip(history, known, strict=True)
+                        if k], dtype=np.int64)
+        kept = None if times is None else np.asarray(times, dtype=np.float64)[
+            np.asarray(known, dtype=bool)]
         max_len = self.model_config.max_len
         if len(idx) > max_len:
             notes.append(f"history of {len(idx)} items: the model reads the {max_len} most "
                          "recent")
-        return idx
+        return idx, kept
 
     def recommend(self, history: Sequence[str], k: int = 10, *, exclude_history: bool = True,
-                  on_unknown: str = "error",
-                  explain: bool | ExplainConfig = False) -> RecommendationList:
+                  on_unknown: str = "error", explain: bool | ExplainConfig = False,
+                  timestamps: Sequence[float] | None = None) -> RecommendationList:
         """Top-``k`` items for one user's history (external item ids, oldest first).
 
         ``explain=True`` (or an :class:`ExplainConfig`) fills each
         ``Recommendation.explanation`` with a grounded, safety-checked explanation.
+        ``timestamps``: one per history item (unix seconds, oldest first); required by a
+        model trained with ``ModelConfig(time_gaps=True)``, an error for one without.
         """
         return self.recommend_batch([history], k, exclude_history=exclude_history,
-                                    on_unknown=on_unknown, explain=explain)[0]
+                                    on_unknown=on_unknown, explain=explain,
+                                    timestamps=None if timestamps is None else [timestamps])[0]
 
     def explainer(self, config: ExplainConfig | None = None) -> Explainer:
         """The explainer for this model and catalog (rebuilt when either changes)."""
@@ -251,8 +262,11 @@ class Recommender:
     @torch.no_grad()
     def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, *,
                         exclude_history: bool = True, on_unknown: str = "error",
-                        explain: bool | ExplainConfig = False) -> list[RecommendationList]:
-        """:meth:`recommend` for many users at once (one forward pass per batch).
+                        explain: bool | ExplainConfig = False,
+                        timestamps: Sequence[Sequence[float]] | None = None,
+                        ) -> list[RecommendationList]:
+        """:meth:`recommend` for many users at once (one forward pass per batch);
+        ``timestamps``: per history, one per item (see :meth:`recommend`).
 
         - An empty history (a cold-start user) gets the most popular training items.
         - Blocked items (safety layer) and, by default, the user's own history are never
@@ -266,20 +280,20 @@ class Recommender:
         if on_unknown not in ON_UNKNOWN:
             raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
         notes = [[] for _ in histories]
-        idx = [self._history_indices(h, on_unknown, n) for h, n in zip(histories, notes,
-                                                                        strict=True)]
+        idx, times = self._timed_histories(histories, timestamps, on_unknown, notes)
         n = model.n_items
         blocked = self._blocked_tensor()  # (N,) shared by every row
         if model.training:  # eval() walks every submodule: ~1 ms a request
             model.eval()
         seq = pad_left(idx, self.model_config.max_len)
+        gaps = history_gaps(model, times, length=seq.shape[1])
         # the head re-ranks retrieval's top head_top_n; at weight 0 it reorders nothing and only
         # its attention over the k shown items is needed (for the evidence)
         top_n = k if float(model.head_scale) == 0.0 else max(k, self.model_config.head_top_n)
         out = model.rank(seq, top_n=top_n,
                          exclude=blocked if self.blocked.any() else None,
                          exclude_rows=idx if exclude_history else None,
-                         report_masked=bool(self.blocked.any()))
+                         report_masked=bool(self.blocked.any()), gaps=gaps)
         # the strongest history positions per candidate, for all rows at once: (B, C, E)
         evidence_pos = None
         if out.attention is not None:
@@ -331,8 +345,20 @@ class Recommender:
             results.append(res)
         if explain:
             cfg = explain if isinstance(explain, ExplainConfig) else None
-            self.explainer(cfg).explain_lists(histories, results)
+            self.explainer(cfg).explain_lists(histories, results, timestamps)
         return results
+
+    def _timed_histories(self, histories: Sequence[Sequence[str]],
+                         timestamps: Sequence[Sequence[float]] | None, on_unknown: str,
+                         notes: list[list[str]]) -> tuple[list[np.ndarray], list | None]:
+        """Per history, its catalog indices and (with ``timestamps``) the kept items' times."""
+        if timestamps is not None and len(timestamps) != len(histories):
+            raise ValueError(f"timestamps has {len(timestamps)} entries for {len(histories)} "
+                             "histories: give one list per history")
+        per = [self._timed_history(h, None if timestamps is None else timestamps[i],
+                                   on_unknown, notes[i]) for i, h in enumerate(histories)]
+        idx = [p[0] for p in per]
+        return idx, None if timestamps is None else [p[1] for p in per]
 
     def _blocked_tensor(self) -> torch.Tensor:
         """The safety mask as a (N,) bool tensor (converted once per mask)."""
@@ -343,20 +369,22 @@ class Recommender:
         return cached[1]
 
     @torch.no_grad()
-    def score_items(self, histories: Sequence[Sequence[str]],
-                    item_ids: Sequence[str]) -> np.ndarray:
+    def score_items(self, histories: Sequence[Sequence[str]], item_ids: Sequence[str], *,
+                    timestamps: Sequence[Sequence[float]] | None = None) -> np.ndarray:
         """(len(histories),) final scores of ``item_ids[i]`` given ``histories[i]``, exactly as
         :meth:`recommend` scores it (retrieval + head), whether or not it is in the top-N."""
         model = self._require_model()
         assert self.catalog is not None
         if len(histories) != len(item_ids):
             raise ValueError(f"{len(histories)} histories but {len(item_ids)} item ids")
-        idx = [self._history_indices(h, "error", []) for h in histories]
+        idx, times = self._timed_histories(histories, timestamps, "error",
+                                           [[] for _ in histories])
         seq = pad_left(idx, self.model_config.max_len)
+        gaps = history_gaps(model, times, length=seq.shape[1])
         target = torch.as_tensor(self.catalog.indices(item_ids))[:, None]  # (B, 1)
         if model.training:
             model.eval()
-        return model.score_candidates(seq, target)[:, 0].numpy()
+        return model.score_candidates(seq, target, gaps)[:, 0].numpy()
 
     # -- catalog changes ---------------------------------------------------------------
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:

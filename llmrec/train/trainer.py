@@ -29,6 +29,7 @@ from llmrec.data.split import Split
 from llmrec.evaluation import EvalConfig, EvalReport, evaluate
 from llmrec.models.encoder import ItemTextEncoder
 from llmrec.models.model import ModelScorer, SeqRecModel, TrainOutput, sampled_candidates
+from llmrec.models.sequence import time_gap_buckets
 from llmrec.train.config import TrainConfig
 from llmrec.train.curves import finish_trackers, plot_learning_curves
 from llmrec.train.data import EpochShuffled, training_windows, trim_padding
@@ -172,6 +173,16 @@ class Trainer:
                 raise ValueError("encoder_epochs > 0 needs item_texts for every catalog item")
         self.joint = JointModule(model, encoder if config.encoder_epochs else None, item_texts)
 
+    def _train_gaps(self) -> list[np.ndarray] | None:
+        """Per training sequence, its items' time-gap buckets (a model with time_gaps)."""
+        cfg = self.model.config
+        if not cfg.time_gaps:
+            return None
+        if self.split.train_times is None:
+            raise ValueError("ModelConfig.time_gaps=True needs a split with train_times "
+                             "(splits made by RecDataset.split carry them)")
+        return [time_gap_buckets(t, cfg.time_gap_buckets) for t in self.split.train_times]
+
     # -- checkpoints ---------------------------------------------------------------------
     def _latest(self) -> Path | None:
         if self.out is None or not (self.out / "checkpoints").is_dir():
@@ -206,9 +217,10 @@ class Trainer:
         acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision,
                           gradient_accumulation_steps=cfg.grad_accum, kwargs_handlers=[ddp],
                           log_with=tracker, project_dir=str(self.out) if self.out else None)
-        inputs, targets = training_windows(self.split.train, self.model.config.max_len,
-                                           cfg.window_stride or None)
-        data = EpochShuffled(inputs, targets, cfg.seed)
+        inputs, targets, gaps = training_windows(
+            self.split.train, self.model.config.max_len, cfg.window_stride or None,
+            gaps=self._train_gaps())
+        data = EpochShuffled(inputs, targets, *(() if gaps is None else (gaps,)), seed=cfg.seed)
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False)
         groups = [{"params": list(self.model.parameters()), "lr": cfg.lr}]
         if self.joint.encoder is not None:
@@ -270,10 +282,12 @@ class Trainer:
             sums, steps, t1 = np.zeros(3), 0, time.perf_counter()
             bar = tqdm(loader, desc=f"epoch {epoch}", leave=False,
                        disable=not (cfg.progress and acc.is_local_main_process))
-            for seq, tgt in bar:
-                seq, tgt = trim_padding(seq, tgt)
+            for batch in bar:
+                seq, tgt, *gap = trim_padding(*batch)
                 kwargs: dict = {"head_weight": 0.0 if cfg.head_epochs else cfg.head_weight,
                                 "head_positions": cfg.head_positions}
+                if gap:
+                    kwargs["gaps"] = gap[0]
                 if live:
                     kwargs |= {"live": True, "encoder_items": cfg.encoder_items,
                                "popularity": popularity, "generator": sampler}
@@ -360,11 +374,12 @@ class Trainer:
             total_loss, steps, t1 = 0.0, 0, time.perf_counter()
             bar = tqdm(loader, desc=f"head epoch {i}", leave=False,
                        disable=not (cfg.progress and acc.is_local_main_process))
-            for seq, tgt in bar:
-                seq, tgt = trim_padding(seq, tgt)
+            for batch in bar:
+                seq, tgt, *gap = trim_padding(*batch)
                 out = self._step(acc, model, optim, lr_sched, params, seq, tgt,
                                  head_weight=cfg.head_weight,
-                                 head_positions=cfg.head_positions, head_only=True)
+                                 head_positions=cfg.head_positions, head_only=True,
+                                 gaps=gap[0] if gap else None)
                 total_loss += out.head_loss.item()
                 steps += 1
             loss = total_loss / max(steps, 1)
