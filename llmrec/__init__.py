@@ -11,7 +11,7 @@ from llmrec.data import (
     load_dataset,
 )
 from llmrec.evaluation import EvalConfig, EvalReport, PopularityScorer, evaluate
-from llmrec.models import EncoderConfig, LoraSettings, ModelConfig
+from llmrec.models import EncoderConfig, LoraSettings, ModelConfig, RetrievalConfig
 from llmrec.recommender import Recommendation, RecommendationList, Recommender
 from llmrec.train import FitResult, TrainConfig
 from llmrec.version import __version__
@@ -32,6 +32,7 @@ __all__ = [
     "Recommendation",
     "RecommendationList",
     "Recommender",
+    "RetrievalConfig",
     "SplitConfig",
     "TrainConfig",
     "__version__",

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmrec import Recommender
-from llmrec.models import EncoderConfig, ModelConfig
+from llmrec.models import EncoderConfig, ModelConfig, RetrievalConfig
 from llmrec.safety import Policy, SafetyFilter
 from tests.test_recommender import N_ITEMS, cyclic_dataset
 
@@ -40,30 +40,45 @@ def test_verdicts_are_computed_at_fit_and_reported(rec):
 histories = st.lists(st.sampled_from([f"m{i}" for i in range(N_ITEMS)]), max_size=12)
 
 
+@pytest.mark.parametrize("retrieval", [
+    RetrievalConfig(),  # exact
+    RetrievalConfig(backend="faiss", index="hnsw", hnsw_m=4, ef_search=4),  # approximate
+    RetrievalConfig(backend="faiss", index="ivf", nlist=4, nprobe=1, overfetch=1.0),
+], ids=["exact", "faiss-hnsw", "faiss-ivf"])
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories, k=st.integers(1, 20), exclude=st.booleans(),
        deny=st.sets(st.sampled_from([f"m{i}" for i in range(N_ITEMS)]), max_size=8))
-def test_no_blocked_item_is_ever_recommended(rec, history, k, exclude, deny):
+def test_no_blocked_item_is_ever_recommended(rec, retrieval, history, k, exclude, deny):
+    """Whatever the retrieval (exact or an approximate index searched with a small budget),
+    a blocked item never appears and the list is as long as the unblocked catalog allows."""
+    rec.set_retrieval(retrieval)
     rec.safety = SafetyFilter(policy=Policy.from_dict({"deny_items": sorted(deny)}))
     rec.blocked, rec.block_reasons = rec._scan(rec.catalog)
     out = rec.recommend(history, k=k, exclude_history=exclude)
     assert not set(out.item_ids) & deny
     assert len(out) == min(k, N_ITEMS - len(deny | (set(history) if exclude else set())))
+    rec.set_retrieval(RetrievalConfig())
 
 
-def test_items_added_later_are_checked_at_once(rec, tmp_path):
+@pytest.mark.parametrize("retrieval", ["exact", "faiss"])
+def test_items_added_later_are_checked_at_once(rec, tmp_path, retrieval):
+    rec.set_retrieval(RetrievalConfig(backend=retrieval, index="flat"))
     rec.safety = SafetyFilter()
     rec.blocked, rec.block_reasons = rec._scan(rec.catalog)
-    rec.add_items({"bad": {"title": "I will find you and kill you, you worthless idiot",
-                           "genres": ["Drama"]},
-                   "ok": {"title": "Kill Bill: Vol. 1", "genres": ["Action"]}})
-    ids = rec.recommend(["m0"], k=N_ITEMS + 2, exclude_history=False).item_ids
-    assert "ok" in ids and "bad" not in ids
+    rec.recommend(["m0"], k=3)  # a faiss index over the catalog as it was
+    bad, ok = f"bad-{retrieval}", f"ok-{retrieval}"  # the fixture's catalog keeps growing
+    rec.add_items({bad: {"title": "I will find you and kill you, you worthless idiot",
+                         "genres": ["Drama"]},
+                   ok: {"title": "Kill Bill: Vol. 1", "genres": ["Action"]}})
+    n = len(rec.catalog)
+    ids = rec.recommend(["m0"], k=n, exclude_history=False).item_ids
+    assert ok in ids and bad not in ids
     again = Recommender.from_pretrained(rec.save_pretrained(tmp_path / "m"))
     assert again.blocked.tolist() == rec.blocked.tolist()
-    assert "bad" not in again.recommend(["m0"], k=N_ITEMS + 2).item_ids
-    assert again.safety is not None
+    assert bad not in again.recommend(["m0"], k=n).item_ids
+    assert again.safety is not None and again.retrieval.backend == retrieval
+    rec.set_retrieval(RetrievalConfig())
 
 
 def test_safety_can_be_turned_off_explicitly(tiny_encoder_dir):

@@ -1,5 +1,6 @@
 """Models: the item-text encoder and its cache, the sequence model and the scoring head."""
 
+from llmrec.models.ann import FaissRetriever, RetrievalConfig
 from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
@@ -11,12 +12,14 @@ __all__ = [
     "AttentionScoringHead",
     "EmbeddingCache",
     "EncoderConfig",
+    "FaissRetriever",
     "HeadOutput",
     "ItemTextEncoder",
     "LoraSettings",
     "ModelConfig",
     "ModelScorer",
     "RankOutput",
+    "RetrievalConfig",
     "SeqRecModel",
     "pad_left",
 ]

@@ -130,6 +130,8 @@ class SeqRecModel(nn.Module):
         # under-promoted)
         self.register_buffer("unseen", torch.zeros(c.n_items, dtype=torch.bool))
         self.register_buffer("unseen_offset", torch.zeros(()))
+        # approximate retrieval (llmrec.models.ann.FaissRetriever); None = exact scoring
+        self.retriever: Any = None
         gelu_init_(self)
         self.head.reset_output()
 
@@ -242,8 +244,12 @@ class SeqRecModel(nn.Module):
         ``gaps`` (B, L): time-gap buckets, for a model with ``time_gaps``."""
         vectors = self.items.cached()  # (N, D)
         states = self.encode_history(seq, vectors, gaps=gaps)  # (B, L, D)
-        retrieval = self.retrieval_scores(states[:, -1])  # (B, N), masked in place
         n = min(top_n or self.config.head_top_n or self.n_items, self.n_items)
+        if self.retriever is not None:
+            values, indices, unmasked = self.retriever.search(
+                self, states[:, -1], n, exclude, exclude_rows, report_masked)
+            return self._rerank_top(seq, states, vectors, values, indices, unmasked)
+        retrieval = self.retrieval_scores(states[:, -1])  # (B, N), masked in place
         if exclude_rows is not None:
             rows = np.repeat(np.arange(len(exclude_rows)), [len(r) for r in exclude_rows])
             if len(rows):
@@ -255,6 +261,12 @@ class SeqRecModel(nn.Module):
                 unmasked = catalog_topk(retrieval, n)[1]
             retrieval.masked_fill_(exclude, float("-inf"))
         values, indices = catalog_topk(retrieval, n)
+        return self._rerank_top(seq, states, vectors, values, indices, unmasked)
+
+    def _rerank_top(self, seq: torch.Tensor, states: torch.Tensor, vectors: torch.Tensor,
+                    values: torch.Tensor, indices: torch.Tensor,
+                    unmasked: torch.Tensor | None) -> RankOutput:
+        """:meth:`rank`'s second stage: the head re-ranks retrieval's ``indices`` (B, n)."""
         if self.config.head_top_n == 0:
             return RankOutput(indices, values, None, unmasked)
         final, attention = self.rerank(states, seq >= 0, states[:, -1], indices, vectors)

@@ -23,6 +23,7 @@ from llmrec.data.template import ItemTemplate
 from llmrec.evaluation import EvalConfig, EvalReport, evaluate
 from llmrec.evaluation.report import protocol_line
 from llmrec.explain import ExplainConfig, Explainer
+from llmrec.models.ann import RetrievalConfig, make_retriever
 from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
@@ -75,11 +76,15 @@ class Recommender:
 
     def __init__(self, encoder: EncoderConfig | None = None, model: ModelConfig | None = None,
                  *, safety: SafetyFilter | str | None = "default",
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None,
+                 retrieval: RetrievalConfig | None = None) -> None:
         """``safety``: the filter whose verdicts remove items before ranking; ``"default"``
-        is :class:`SafetyFilter()` (offline classifier + default policy), None turns it off."""
+        is :class:`SafetyFilter()` (offline classifier + default policy), None turns it off.
+        ``retrieval``: how :meth:`recommend` finds candidates (default exact; a faiss index
+        for large catalogs, see :class:`RetrievalConfig`)."""
         self.encoder_config = encoder or EncoderConfig()
         self.model_config = model or ModelConfig()
+        self.retrieval = retrieval or RetrievalConfig()
         self.cache_dir = cache_dir
         if isinstance(safety, str):
             if safety != "default":
@@ -95,6 +100,13 @@ class Recommender:
         self.block_reasons: dict[int, str] = {}
         self.card = CardData()  # what the model card says: data, evaluations
         self._explainer: Explainer | None = None
+
+    def set_retrieval(self, config: RetrievalConfig) -> None:
+        """Switch how :meth:`recommend` retrieves candidates (e.g. to a faiss index after
+        loading a model); evaluation always ranks the full catalog exactly."""
+        self.retrieval = config
+        if self.model is not None:
+            self.model.retriever = make_retriever(config)
 
     # -- encoder -----------------------------------------------------------------------
     @property
@@ -145,6 +157,7 @@ class Recommender:
         encoder = self.encoder if train.encoder_epochs else None
         texts = dataset.catalog.texts() if encoder is not None else None
         result = Trainer(self.model, split, train, encoder=encoder, item_texts=texts).train()
+        self.model.retriever = make_retriever(self.retrieval)
         keys = ("epochs", "batch_size", "lr", "lr_schedule", "decay_fraction", "loss",
                 "window_stride", "head_positions", "head_epochs", "encoder_epochs", "encoder_lr",
                 "ema_decay", "select", "metric", "seed")
@@ -453,6 +466,7 @@ class Recommender:
             write_json(tmp / "config.json", {
                 "encoder": self.encoder_config.to_dict(),
                 "model": self.model_config.to_dict(),
+                "retrieval": self.retrieval.to_dict(),
                 "modules": ["encoder", "item_tower", "sequence", "head", "safety_mask"],
                 "block_reasons": {catalog.ids[i]: r for i, r in self.block_reasons.items()},
                 "card": {"dataset": self.card.dataset, "evaluations": self.card.evaluations,
@@ -493,8 +507,9 @@ class Recommender:
                   if (path / "safety.json").is_file() else None)
         # the adapter saved with the model supersedes the one it started from
         encoder = EncoderConfig.from_dict({**cfg["encoder"], "adapter_path": None})
+        retrieval = RetrievalConfig.from_dict(cfg.get("retrieval", {}))  # older saves: exact
         rec = cls(encoder, ModelConfig.from_dict(cfg["model"]),
-                  safety=safety, cache_dir=cache_dir)
+                  safety=safety, cache_dir=cache_dir, retrieval=retrieval)
         with (path / "catalog.jsonl").open(encoding="utf-8") as fh:
             records = [json.loads(line) for line in fh if line.strip()]
         ids = [str(r.pop("item_id")) for r in records]
@@ -513,6 +528,7 @@ class Recommender:
         extra = load_file(str(path / "item_embeddings.safetensors"))
         model.items.set_text(extra["text"])
         model.eval()
+        model.retriever = make_retriever(retrieval)
         rec.model = model
         rec.popularity = extra["popularity"].numpy()
         rec.blocked = extra["blocked"].numpy().astype(bool)
