@@ -143,8 +143,10 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
-    ("--holdout8", _EVAL + "safety_holdout8.jsonl", "holdout 8 (clean: never tuned or trained on)",
-     "The newest holdout, by a seventh author: never used for tuning or training."),
+    ("--holdout9", _EVAL + "safety_holdout9.jsonl", "holdout 9 (clean: never tuned or trained on)",
+     "The newest holdout, by a tenth author: never used for tuning or training."),
+    ("--holdout8", _EVAL + "safety_holdout8.jsonl", f"holdout 8 {_SPENT}",
+     "Holdout 8 (by a seventh author; scored once, then spent)."),
     ("--holdout7", _EVAL + "safety_holdout7.jsonl", f"holdout 7 {_SPENT}",
      "Holdout 7 (by a sixth author; scored once, then spent)."),
     ("--holdout6", _EVAL + "safety_holdout6.jsonl", f"holdout 6 {_SPENT}",
