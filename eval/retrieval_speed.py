@@ -58,7 +58,7 @@ def child(args: argparse.Namespace) -> None:
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact,
                                                                        strict=True)]))
     runs = []
-    for threads in sorted({1, torch.get_num_threads()}):
+    for threads in args.threads or sorted({1, torch.get_num_threads()}):
         torch.set_num_threads(threads)
         if args.retrieval != "exact":
             rec.model.retriever.faiss.omp_set_num_threads(threads)
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--retrievals", nargs="*", default=list(RETRIEVALS),
                         choices=RETRIEVALS)
     parser.add_argument("--texts", choices=("random", "clustered"), default="clustered")
+    parser.add_argument("--threads", type=int, nargs="*", default=None,
+                        help="Thread counts to time (default: 1 and all cores).")
     parser.add_argument("--out", default="runs/retrieval_speed")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n-items", help=argparse.SUPPRESS)
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for retrieval in args.retrievals:
             cmd = [sys.executable, __file__, "--child", "--n-items", str(n), "--retrieval",
                    retrieval, "--texts", args.texts]
+            if args.threads:
+                cmd += ["--threads", *map(str, args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
             row = (json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0
                    else {"n_items": n, "retrieval": retrieval,

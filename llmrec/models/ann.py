@@ -187,41 +187,50 @@ class FaissRetriever:
         query = np.ascontiguousarray(query.float().cpu().numpy())
         extra = max((len(r) for r in exclude_rows), default=0) if exclude_rows else 0
         fetch = min(n_items, int(np.ceil(n * self.config.overfetch)) + extra)
-        rows_ex = ([set(np.asarray(r, dtype=np.int64).tolist()) for r in exclude_rows]
-                   if exclude_rows is not None else [set() for _ in range(b)])
-        shared = exclude if exclude is None or exclude.dim() == 1 else None
-        values = torch.full((b, n), float("-inf"))
-        indices = torch.zeros((b, n), dtype=torch.long)
-        unmasked = torch.zeros((b, n), dtype=torch.long) if (
+        rows_ex = ([np.asarray(r, dtype=np.int64) for r in exclude_rows]
+                   if exclude_rows is not None else [np.zeros(0, dtype=np.int64)] * b)
+        # the row exclusions as one (B, H) table, padded with -1 (never a candidate)
+        width = max((len(r) for r in rows_ex), default=0)
+        dev = vectors.device
+        ex_table = torch.full((b, width), -1, dtype=torch.long)
+        for row, r in enumerate(rows_ex):
+            ex_table[row, : len(r)] = torch.from_numpy(r)
+        ex_table = ex_table.to(dev)
+        values = torch.full((b, n), float("-inf"), device=dev)
+        indices = torch.zeros((b, n), dtype=torch.long, device=dev)
+        unmasked = torch.zeros((b, n), dtype=torch.long, device=dev) if (
             report_masked and exclude is not None) else None
-        pending, exact = np.arange(b), False
+        pending, exact = torch.arange(b, device=dev), False
         while len(pending):
             if exact:  # an exact pass is definitive (and cheaper than a huge search)
-                self._exact_rows(model, user, pending, n, exclude, rows_ex, values, indices,
+                self._exact_rows(model, user, pending, n, exclude, ex_table, values, indices,
                                  unmasked)
                 break
-            _, found = index.search(query[pending], fetch)  # (P, fetch), -1 = none
-            still = []
-            for row, cand in zip(pending.tolist(), found, strict=True):
-                cand = np.array([c for c in cand.tolist() if c >= 0 and c not in rows_ex[row]],
-                                dtype=np.int64)
-                cand_t = torch.from_numpy(cand)
-                scores = (vectors[cand_t] * user[row]).sum(-1)  # (c,) as the exact path
-                if bias is not None:
-                    scores = scores + bias[cand_t]
-                if exclude is not None:
-                    mask = (shared if shared is not None else exclude[row])[cand_t]
-                    masked = scores.masked_fill(mask, float("-inf"))
-                else:
-                    masked = scores
-                if int(torch.isfinite(masked).sum()) < n:  # too few left: search wider
-                    still.append(row)
-                    continue
+            _, found = index.search(query[pending.cpu().numpy()], fetch)  # (P, F), -1 = none
+            cand = torch.from_numpy(found).long().to(dev)  # (P, F)
+            gone = cand < 0  # (P, F) not found
+            if width:
+                gone |= (cand[:, :, None] == ex_table[pending][:, None, :]).any(-1)
+            cand = cand.clamp(min=0)
+            u = user.to(dev)[pending]  # (P, D)
+            scores = torch.einsum("pfd,pd->pf", vectors[cand], u)  # (P, F) exact scores
+            if bias is not None:
+                scores = scores + bias[cand]
+            scores = scores.masked_fill(gone, float("-inf"))
+            masked = scores
+            if exclude is not None:
+                ex = exclude.to(dev)
+                blocked = ex[cand] if ex.dim() == 1 else ex[pending[:, None], cand]  # (P, F)
+                masked = scores.masked_fill(blocked, float("-inf"))
+            enough = torch.isfinite(masked).sum(1) >= n  # (P,) else: search wider
+            done = pending[enough]
+            if len(done):
+                top = masked[enough].topk(n, dim=1)  # (d, n)
+                values[done] = top.values
+                indices[done] = cand[enough].gather(1, top.indices)
                 if unmasked is not None:
-                    unmasked[row] = cand_t[scores.topk(n).indices]
-                top = masked.topk(n)
-                values[row], indices[row] = top.values, cand_t[top.indices]
-            pending = np.array(still, dtype=np.int64)
+                    unmasked[done] = cand[enough].gather(1, scores[enough].topk(n, dim=1).indices)
+            pending = pending[~enough]
             # the whole catalog fetched (an approximate index may still miss items), or a
             # budget past EXACT_FALLBACK_SHARE of it: the rows left are scored exactly
             exact = fetch >= n_items or 4 * fetch >= n_items * EXACT_FALLBACK_SHARE
@@ -230,19 +239,21 @@ class FaissRetriever:
             None if unmasked is None else unmasked.to(user.device))
 
     @staticmethod
-    def _exact_rows(model: SeqRecModel, user: torch.Tensor, rows: np.ndarray, n: int,
-                    exclude: torch.Tensor | None, rows_ex: list[set], values: torch.Tensor,
-                    indices: torch.Tensor, unmasked: torch.Tensor | None) -> None:
-        """Exact retrieval (as :meth:`SeqRecModel.rank` does it) for ``rows`` only."""
-        sel = torch.from_numpy(rows)
-        scores = model.retrieval_scores(user[sel])  # (P, N)
-        for i, row in enumerate(rows.tolist()):
-            if rows_ex[row]:
-                scores[i, torch.tensor(sorted(rows_ex[row]))] = float("-inf")
+    def _exact_rows(model: SeqRecModel, user: torch.Tensor, sel: torch.Tensor, n: int,
+                    exclude: torch.Tensor | None, ex_table: torch.Tensor,
+                    values: torch.Tensor, indices: torch.Tensor,
+                    unmasked: torch.Tensor | None) -> None:
+        """Exact retrieval (as :meth:`SeqRecModel.rank` does it) for rows ``sel`` only;
+        ``ex_table`` (B, H): each row's excluded items, padded with -1."""
+        scores = model.retrieval_scores(user.to(sel.device)[sel])  # (P, N)
+        ex = ex_table[sel]  # (P, H)
+        rows, cols = (ex >= 0).nonzero(as_tuple=True)
+        scores[rows, ex[rows, cols]] = float("-inf")
         if unmasked is not None:
             unmasked[sel] = catalog_topk(scores, n)[1]
         if exclude is not None:
-            scores.masked_fill_(exclude if exclude.dim() == 1 else exclude[sel], float("-inf"))
+            ex = exclude.to(sel.device)
+            scores.masked_fill_(ex if ex.dim() == 1 else ex[sel], float("-inf"))
         top_v, top_i = catalog_topk(scores, n)
         values[sel], indices[sel] = top_v, top_i
 
