@@ -103,15 +103,51 @@ def test_index_is_rebuilt_when_the_catalog_or_weights_change():
     model.rank(seq, top_n=5)
     model.rank(seq, top_n=5)
     assert retriever.builds == 1  # built once, reused
-    new = torch.randn(1, 16) * 50
-    model.grow_items(new)
-    model.unseen_offset.fill_(100.0)  # new items are unseen: the offset puts them on top
+    model.grow_items(torch.randn(1, 16))  # add_items
+    model.rank(seq, top_n=5)
+    assert retriever.builds == 2
+    model.unseen_offset.fill_(100.0)  # the new item is unseen: the offset puts it on top
     out = model.rank(seq, top_n=5)
-    assert retriever.builds == 2 and 500 in out.items[0].tolist()
+    assert retriever.builds == 3 and out.items[0, 0] == 500
+    model.unseen[7] = True  # which items are unseen, same shape
+    out = model.rank(seq, top_n=5)
+    assert retriever.builds == 4 and set(out.items[0, :2].tolist()) == {7, 500}
     with torch.no_grad():
         model.items.proj[0].weight.mul_(2.0)
     model.rank(seq, top_n=5)
-    assert retriever.builds == 3
+    assert retriever.builds == 5
+
+
+@pytest.mark.parametrize("settings", [
+    {"index": "hnsw", "hnsw_m": 4, "ef_search": 2, "overfetch": 1.0},
+    {"index": "ivf", "nlist": 64, "nprobe": 1, "overfetch": 1.0},
+])
+def test_masks_hold_on_a_large_catalog_with_tiny_search_budgets(settings):
+    """Random safety masks (none, half, 97% of the catalog) and histories on 3,000 items,
+    where the searches really are approximate: never a masked or history item, always the
+    full list, each score the exact path's score of its item."""
+    model = model_with(3000, clusters=32)
+    model.retriever = make_retriever(RetrievalConfig(backend="faiss", **settings))
+    rng = np.random.default_rng(0)
+    for share in (0.0, 0.5, 0.97):
+        blocked = torch.from_numpy(rng.random(3000) < share)
+        hist = histories(32, 3000, seed=int(share * 100))
+        seq = pad_left(hist, 7)
+        out = model.rank(seq, top_n=40, exclude=blocked, exclude_rows=hist)
+        for row, h in enumerate(hist):
+            items = out.items[row].tolist()
+            assert len(set(items)) == 40 and torch.isfinite(out.scores[row]).all()
+            assert not blocked[items].any() and not set(items) & set(h.tolist())
+        model.retriever, retriever = None, model.retriever
+        exact = model.rank(seq, top_n=40, exclude=blocked, exclude_rows=hist)
+        model.retriever = retriever
+        # the same scores for the items both return (exact re-scoring of the candidates)
+        for row in range(len(hist)):
+            got = dict(zip(out.items[row].tolist(), out.scores[row].tolist(), strict=True))
+            ref = dict(zip(exact.items[row].tolist(), exact.scores[row].tolist(),
+                           strict=True))
+            for item in set(got) & set(ref):
+                assert got[item] == pytest.approx(ref[item], rel=1e-4, abs=1e-5)
 
 
 def test_rows_with_too_few_candidates_fall_back_to_exact():
@@ -131,3 +167,17 @@ def test_missing_faiss_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
     with pytest.raises(ImportError, match=r"pip install 'llmrec\[faiss\]'"):
         make_retriever(RetrievalConfig(backend="faiss"))
+
+
+def test_recommender_checks_its_retrieval_before_any_training(monkeypatch):
+    from llmrec import Recommender
+
+    with pytest.raises(TypeError, match=r"retrieval must be a RetrievalConfig, got dict"):
+        Recommender(safety=None, retrieval={"backend": "faiss"})
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    with pytest.raises(ImportError, match=r"retrieval=RetrievalConfig\(\)"):
+        Recommender(safety=None, retrieval=RetrievalConfig(backend="faiss"))
+    rec = Recommender(safety=None)
+    with pytest.raises(ImportError, match=r"pip install 'llmrec\[faiss\]'"):
+        rec.set_retrieval(RetrievalConfig(backend="faiss"))
+    assert rec.retrieval.backend == "exact"  # unchanged by the failed switch

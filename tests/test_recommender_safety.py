@@ -53,12 +53,14 @@ def test_no_blocked_item_is_ever_recommended(rec, retrieval, history, k, exclude
     """Whatever the retrieval (exact or an approximate index searched with a small budget),
     a blocked item never appears and the list is as long as the unblocked catalog allows."""
     rec.set_retrieval(retrieval)
-    rec.safety = SafetyFilter(policy=Policy.from_dict({"deny_items": sorted(deny)}))
-    rec.blocked, rec.block_reasons = rec._scan(rec.catalog)
-    out = rec.recommend(history, k=k, exclude_history=exclude)
-    assert not set(out.item_ids) & deny
-    assert len(out) == min(k, N_ITEMS - len(deny | (set(history) if exclude else set())))
-    rec.set_retrieval(RetrievalConfig())
+    try:
+        rec.safety = SafetyFilter(policy=Policy.from_dict({"deny_items": sorted(deny)}))
+        rec.blocked, rec.block_reasons = rec._scan(rec.catalog)
+        out = rec.recommend(history, k=k, exclude_history=exclude)
+        assert not set(out.item_ids) & deny
+        assert len(out) == min(k, N_ITEMS - len(deny | (set(history) if exclude else set())))
+    finally:
+        rec.set_retrieval(RetrievalConfig())
 
 
 @pytest.mark.parametrize("retrieval", ["exact", "faiss"])
@@ -78,6 +80,9 @@ def test_items_added_later_are_checked_at_once(rec, tmp_path, retrieval):
     assert again.blocked.tolist() == rec.blocked.tolist()
     assert bad not in again.recommend(["m0"], k=n).item_ids
     assert again.safety is not None and again.retrieval.backend == retrieval
+    exact = Recommender.from_pretrained(tmp_path / "m", retrieval=RetrievalConfig())
+    assert exact.retrieval.backend == "exact" and exact.model.retriever is None
+    assert exact.recommend(["m0"], k=n).item_ids == again.recommend(["m0"], k=n).item_ids
     rec.set_retrieval(RetrievalConfig())
 
 

@@ -11,6 +11,7 @@ from llmrec import Recommender
 from llmrec.data import Interactions, ItemCatalog, RecDataset
 from llmrec.data.split import SplitConfig, leave_one_out
 from llmrec.evaluation import EvalConfig, evaluate
+from llmrec.explain.evidence import occlusion_drops
 from llmrec.models import EncoderConfig, ModelConfig
 from llmrec.models.model import ModelScorer, SeqRecModel, history_gaps, pad_left
 from llmrec.models.sequence import time_gap_buckets
@@ -123,6 +124,23 @@ def test_the_model_learns_what_only_the_time_gaps_tell():
     assert hits[False] < 0.75, hits  # a coin flip between x + 1 and x + 6 without them
 
 
+@pytest.mark.parametrize("strategy", ["leave_one_out", "cold_start", "temporal"])
+def test_every_split_keeps_each_event_with_its_timestamp(strategy):
+    ds = timed_dataset()
+    f = ds.interactions.frame
+    # each user's timestamps are distinct: (user, time) names one event and its item
+    item_at = {(int(u), float(t)): int(i) for u, i, t in zip(f["user"], f["item"],
+                                                              f["timestamp"], strict=True)}
+    assert len(item_at) == len(f)
+    split = ds.split(strategy=strategy, cold_item_fraction=0.3, valid_fraction=0.2,
+                     test_fraction=0.2)
+    for u, (s, t) in enumerate(zip(split.train, split.train_times, strict=True)):
+        assert [item_at[(u, float(x))] for x in t] == s.tolist()
+    for cases in (split.valid, split.test):
+        for u, h, t in zip(cases.users, cases.histories, cases.history_times, strict=True):
+            assert [item_at[(int(u), float(x))] for x in t] == h.tolist()
+
+
 def test_time_gap_models_need_timed_splits_and_cases():
     split = gap_rule_split(n_users=4)
     bare = leave_one_out([np.arange(5)] * 3, N_ITEMS, SplitConfig())
@@ -175,6 +193,11 @@ def scores_of(recs) -> list[float]:
     return [r.score for r in recs]
 
 
+def test_a_cold_start_user_needs_no_timestamps(timed):
+    rec, _ = timed
+    assert "cold-start" in " ".join(rec.recommend([], k=3).notes)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({}, r"reads time gaps .*pass the histories' timestamps"),
     ({"timestamps": [0.0, 1.0]}, r"timestamps has 2 values for a history of 3 items"),
@@ -192,9 +215,14 @@ def test_recommend_reads_the_gaps_and_round_trips(timed, tmp_path):
     slow = rec.recommend(["m0", "m1", "m2"], k=5, timestamps=[0.0, DAY, 2 * DAY])
     assert scores_of(quick) != scores_of(slow)
     # an unknown id is dropped together with its timestamp
-    ignored = rec.recommend(["m0", "zz", "m1", "m2"], k=5, timestamps=[0.0, 1.0, 5.0, 9.0],
-                            on_unknown="ignore")
-    assert scores_of(ignored) == scores_of(quick) and ignored.notes
+    # an unknown id is dropped together with its timestamp (keeping the last three times
+    # instead would give m1 a 5 s gap, not 1,005 s)
+    far = rec.recommend(["m0", "m1", "m2"], k=5, timestamps=[0.0, 1005.0, 1009.0])
+    ignored = rec.recommend(["m0", "zz", "m1", "m2"], k=5,
+                            timestamps=[0.0, 1000.0, 1005.0, 1009.0], on_unknown="ignore")
+    assert scores_of(ignored) == scores_of(far) and ignored.notes
+    assert scores_of(far) != scores_of(rec.recommend(["m0", "m1", "m2"], k=5,
+                                                     timestamps=[1000.0, 1005.0, 1009.0]))
     scores = rec.score_items([["m0", "m1", "m2"]], [quick.item_ids[0]],
                              timestamps=[[0.0, 5.0, 9.0]])
     assert scores[0] == pytest.approx(quick[0].score, rel=1e-5)
@@ -204,6 +232,23 @@ def test_recommend_reads_the_gaps_and_round_trips(timed, tmp_path):
     again = back.recommend(["m0", "m1", "m2"], k=5, timestamps=[0.0, 5.0, 9.0])
     assert again.item_ids == quick.item_ids
     np.testing.assert_allclose(scores_of(again), scores_of(quick), rtol=1e-6)
+
+
+def test_occlusion_removes_each_item_with_its_timestamp():
+    seen = {}
+
+    def scorer(histories, item_ids, times=None):
+        seen["pairs"] = [list(zip(h, t, strict=True)) for h, t in zip(histories, times,
+                                                                      strict=True)]
+        return np.zeros((len(histories), len(item_ids)))
+
+    history, times = ["a", "b", "c", "d"], [1.0, 2.0, 3.0, 4.0]
+    occlusion_drops(scorer, history, ["x"], window=2, times=times)
+    stamp = dict(zip(history, times, strict=True))
+    for variant in seen["pairs"]:  # every item keeps its own timestamp in every variant
+        assert all(stamp[i] == t for i, t in variant)
+    # the window of 2, one item that slides in, and one more for that item's gap
+    assert [len(v) for v in seen["pairs"]] == [4, 3, 3]
 
 
 def test_explanations_occlude_items_with_their_timestamps(timed):

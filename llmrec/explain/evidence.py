@@ -44,7 +44,7 @@ def pairwise_scorer(score_items: Callable[..., np.ndarray]) -> Scorer:
 def recommender_scorer(rec: Any) -> Scorer:
     """A :data:`Scorer` over a trained Recommender that encodes each history once and scores
     all items against it (the computation of ``Recommender.score_items``, K times cheaper)."""
-    from llmrec.models.model import history_gaps, pad_left
+    from llmrec.models.model import history_inputs
 
     @torch.no_grad()
     def scorer(histories: Sequence[Sequence[str]], item_ids: Sequence[str],
@@ -52,8 +52,7 @@ def recommender_scorer(rec: Any) -> Scorer:
         model, catalog = rec.model, rec.catalog
         if model.training:
             model.eval()
-        seq = pad_left([catalog.indices(h) for h in histories], rec.model_config.max_len)
-        gaps = history_gaps(model, times, length=seq.shape[1])
+        seq, gaps = history_inputs(model, [catalog.indices(h) for h in histories], times)
         target = torch.as_tensor(catalog.indices(item_ids))[None, :].expand(len(histories), -1)
         return model.score_candidates(seq, target, gaps).double().numpy()
 

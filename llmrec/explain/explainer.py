@@ -316,14 +316,16 @@ class Explainer:
                  for _, ((text, method, p), safe) in zip(user, chosen, strict=False)]
                 for user in plans]
 
-    def explain_batch(self, history_ids: Sequence[str], recommendations: Sequence[Any]
-                      ) -> list[Explanation]:
+    def explain_batch(self, history_ids: Sequence[str], recommendations: Sequence[Any],
+                      timestamps: Sequence[float] | None = None) -> list[Explanation]:
         """Explanations of several recommendations for one user (see :meth:`explain_many`)."""
-        return self.explain_many([history_ids], [recommendations])[0]
+        times = None if timestamps is None else [timestamps]
+        return self.explain_many([history_ids], [recommendations], times)[0]
 
-    def explain(self, history_ids: Sequence[str], recommendation: Any) -> Explanation:
+    def explain(self, history_ids: Sequence[str], recommendation: Any,
+                timestamps: Sequence[float] | None = None) -> Explanation:
         """The explanation of one recommendation (see :meth:`explain_many`)."""
-        return self.explain_batch(history_ids, [recommendation])[0]
+        return self.explain_batch(history_ids, [recommendation], timestamps)[0]
 
     def explain_lists(self, histories: Sequence[Sequence[str]], lists: Sequence[Any],
                       timestamps: Sequence[Sequence[float]] | None = None) -> None:

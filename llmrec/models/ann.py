@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
 BACKENDS = ("exact", "faiss")
 FAISS_INDEXES = ("hnsw", "ivf", "flat")
-# a row still short of candidates after fetching this share of the catalog is scored exactly
+# a row still short of candidates after fetching this share of the catalog, or after this
+# many searches, is scored exactly
 EXACT_FALLBACK_SHARE = 0.125
+MAX_SEARCH_ROUNDS = 3
 
 
 @dataclass
@@ -96,7 +98,9 @@ def _faiss() -> Any:
         import faiss
     except ImportError as err:
         raise ImportError("RetrievalConfig(backend='faiss') needs the faiss package: "
-                          "pip install 'llmrec[faiss]' (or faiss-cpu / faiss-gpu)") from err
+                          "pip install 'llmrec[faiss]' (or faiss-cpu / faiss-gpu); to load a "
+                          "saved model without it: Recommender.from_pretrained(path, "
+                          "retrieval=RetrievalConfig())") from err
     return faiss
 
 
@@ -121,7 +125,9 @@ class FaissRetriever:
         """What the index depends on: the item matrix's cache key and the item bias."""
         with torch.no_grad():
             key = model.items._cache_entry()[0]
-        return key, float(model.unseen_offset), tuple(model.unseen.shape)
+        unseen = model.unseen
+        return (key, float(model.unseen_offset), tuple(unseen.shape), unseen.data_ptr(),
+                unseen._version)
 
     def index_for(self, model: SeqRecModel) -> Any:
         """The index over ``model``'s current item matrix (built or rebuilt when stale)."""
@@ -171,10 +177,10 @@ class FaissRetriever:
         exclude_rows: Sequence[np.ndarray | Sequence[int]] | None = None,
         report_masked: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(values, indices)`` (B, n) of the best unmasked items for ``user`` (B, D),
-        descending, with exact retrieval scores (-inf where a row has fewer than ``n``
-        recommendable items), and retrieval's top ``n`` before ``exclude`` (after the row
-        exclusions) when ``report_masked`` and a mask is given, else None."""
+        """``(values, indices, unmasked)``: the best unmasked items for ``user`` (B, D),
+        (B, n) each, descending, with exact retrieval scores (-inf where a row has fewer
+        than ``n`` recommendable items), and retrieval's top ``n`` before ``exclude`` (after
+        the row exclusions) when ``report_masked`` and a mask is given, else None."""
         index = self.index_for(model)
         vectors = model.items.cached()  # (N, D)
         bias = model.item_bias()
@@ -185,14 +191,16 @@ class FaissRetriever:
                                                if self.config.index == "ivf" else [])
         query = torch.cat(parts, 1)  # (B, D + 1); (B, D + 2) for ivf
         query = np.ascontiguousarray(query.float().cpu().numpy())
-        extra = max((len(r) for r in exclude_rows), default=0) if exclude_rows else 0
-        fetch = min(n_items, int(np.ceil(n * self.config.overfetch)) + extra)
-        rows_ex = ([np.asarray(r, dtype=np.int64) for r in exclude_rows]
+        rows_ex = ([np.unique(np.asarray(r, dtype=np.int64)) for r in exclude_rows]
                    if exclude_rows is not None else [np.zeros(0, dtype=np.int64)] * b)
-        # the row exclusions as one (B, H) table, padded with -1 (never a candidate)
         width = max((len(r) for r in rows_ex), default=0)
+        # room for the excluded items among the first fetch, up to n more (long histories
+        # are covered by the wider searches)
+        fetch = min(n_items, int(np.ceil(n * self.config.overfetch)) + min(width, n))
+        # the row exclusions as one sorted (B, H) table, padded with n_items (never a
+        # candidate): membership by binary search, (B, F) memory whatever the history length
         dev = vectors.device
-        ex_table = torch.full((b, width), -1, dtype=torch.long)
+        ex_table = torch.full((b, max(width, 1)), n_items, dtype=torch.long)
         for row, r in enumerate(rows_ex):
             ex_table[row, : len(r)] = torch.from_numpy(r)
         ex_table = ex_table.to(dev)
@@ -200,7 +208,7 @@ class FaissRetriever:
         indices = torch.zeros((b, n), dtype=torch.long, device=dev)
         unmasked = torch.zeros((b, n), dtype=torch.long, device=dev) if (
             report_masked and exclude is not None) else None
-        pending, exact = torch.arange(b, device=dev), False
+        pending, exact, rounds = torch.arange(b, device=dev), False, 0
         while len(pending):
             if exact:  # an exact pass is definitive (and cheaper than a huge search)
                 self._exact_rows(model, user, pending, n, exclude, ex_table, values, indices,
@@ -209,9 +217,11 @@ class FaissRetriever:
             _, found = index.search(query[pending.cpu().numpy()], fetch)  # (P, F), -1 = none
             cand = torch.from_numpy(found).long().to(dev)  # (P, F)
             gone = cand < 0  # (P, F) not found
-            if width:
-                gone |= (cand[:, :, None] == ex_table[pending][:, None, :]).any(-1)
             cand = cand.clamp(min=0)
+            if width:
+                table = ex_table[pending]  # (P, H) sorted
+                at = torch.searchsorted(table, cand).clamp(max=table.shape[1] - 1)  # (P, F)
+                gone |= table.gather(1, at) == cand
             u = user.to(dev)[pending]  # (P, D)
             scores = torch.einsum("pfd,pd->pf", vectors[cand], u)  # (P, F) exact scores
             if bias is not None:
@@ -230,10 +240,12 @@ class FaissRetriever:
                 indices[done] = cand[enough].gather(1, top.indices)
                 if unmasked is not None:
                     unmasked[done] = cand[enough].gather(1, scores[enough].topk(n, dim=1).indices)
-            pending = pending[~enough]
-            # the whole catalog fetched (an approximate index may still miss items), or a
-            # budget past EXACT_FALLBACK_SHARE of it: the rows left are scored exactly
-            exact = fetch >= n_items or 4 * fetch >= n_items * EXACT_FALLBACK_SHARE
+            pending, rounds = pending[~enough], rounds + 1
+            # the whole catalog fetched (an approximate index may still miss items), two
+            # wider searches done, or a budget past EXACT_FALLBACK_SHARE of the catalog: the
+            # rows left are scored exactly
+            exact = (fetch >= n_items or rounds >= MAX_SEARCH_ROUNDS
+                     or 4 * fetch >= n_items * EXACT_FALLBACK_SHARE)
             fetch = min(n_items, 4 * fetch)
         return values.to(user.device), indices.to(user.device), (
             None if unmasked is None else unmasked.to(user.device))
@@ -244,10 +256,10 @@ class FaissRetriever:
                     values: torch.Tensor, indices: torch.Tensor,
                     unmasked: torch.Tensor | None) -> None:
         """Exact retrieval (as :meth:`SeqRecModel.rank` does it) for rows ``sel`` only;
-        ``ex_table`` (B, H): each row's excluded items, padded with -1."""
+        ``ex_table`` (B, H): each row's excluded items, padded with N."""
         scores = model.retrieval_scores(user.to(sel.device)[sel])  # (P, N)
         ex = ex_table[sel]  # (P, H)
-        rows, cols = (ex >= 0).nonzero(as_tuple=True)
+        rows, cols = (ex < scores.shape[1]).nonzero(as_tuple=True)
         scores[rows, ex[rows, cols]] = float("-inf")
         if unmasked is not None:
             unmasked[sel] = catalog_topk(scores, n)[1]

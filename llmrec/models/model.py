@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from llmrec.models.config import ModelConfig
 from llmrec.models.head import AttentionScoringHead
 from llmrec.models.sequence import SequenceEncoder, time_gap_buckets
 from llmrec.models.topk import catalog_topk
+
+if TYPE_CHECKING:
+    from llmrec.models.ann import FaissRetriever
 
 
 @dataclass
@@ -130,8 +133,8 @@ class SeqRecModel(nn.Module):
         # under-promoted)
         self.register_buffer("unseen", torch.zeros(c.n_items, dtype=torch.bool))
         self.register_buffer("unseen_offset", torch.zeros(()))
-        # approximate retrieval (llmrec.models.ann.FaissRetriever); None = exact scoring
-        self.retriever: Any = None
+        # approximate retrieval; None = exact scoring of the whole catalog
+        self.retriever: FaissRetriever | None = None
         gelu_init_(self)
         self.head.reset_output()
 
@@ -435,12 +438,13 @@ def pad_left(
 
 
 def history_gaps(model: SeqRecModel, times: Sequence[np.ndarray | Sequence[float]] | None,
-                 device: torch.device | str = "cpu",
-                 length: int | None = None) -> torch.Tensor | None:
+                 device: torch.device | str = "cpu", length: int | None = None,
+                 histories: Sequence[Sized] | None = None) -> torch.Tensor | None:
     """The time-gap buckets (B, L) of histories with timestamps ``times`` (each oldest
     first), aligned with :func:`pad_left` of those histories; None for a model without
     ``time_gaps``. Gaps come from the full history, so the oldest kept item keeps its gap
-    to the event before it."""
+    to the event before it. ``histories``: checked to have one timestamp per item; when
+    every one is empty, ``times`` may be None (a cold-start user has no gaps)."""
     cfg = model.config
     if not cfg.time_gaps:
         if times is not None:
@@ -448,10 +452,30 @@ def history_gaps(model: SeqRecModel, times: Sequence[np.ndarray | Sequence[float
                              "(ModelConfig.time_gaps=False)")
         return None
     if times is None:
-        raise ValueError("this model reads time gaps (ModelConfig.time_gaps=True): pass the "
-                         "histories' timestamps")
+        if histories is not None and all(len(h) == 0 for h in histories):
+            times = [[] for _ in histories]
+        else:
+            raise ValueError("this model reads time gaps (ModelConfig.time_gaps=True): pass "
+                             "the histories' timestamps")
+    if histories is not None:
+        if len(histories) != len(times):
+            raise ValueError(f"{len(times)} timestamp lists for {len(histories)} histories")
+        for i, (h, t) in enumerate(zip(histories, times, strict=True)):
+            if len(h) != len(t):
+                raise ValueError(f"history {i} has {len(h)} items but {len(t)} timestamps")
     buckets = [time_gap_buckets(t, cfg.time_gap_buckets) for t in times]
     return pad_left(buckets, cfg.max_len, device, length, fill=0)
+
+
+def history_inputs(model: SeqRecModel, histories: Sequence[np.ndarray | Sequence[int]],
+                   times: Sequence[np.ndarray | Sequence[float]] | None = None,
+                   device: torch.device | str = "cpu"
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The model's inputs for ``histories`` (catalog indices, oldest first): the left-padded
+    items (B, L) and, for a model with ``time_gaps``, their gap buckets (B, L) from
+    ``times`` (see :func:`history_gaps`)."""
+    seq = pad_left(histories, model.config.max_len, device)
+    return seq, history_gaps(model, times, device, seq.shape[1], histories)
 
 
 class ModelScorer:
@@ -467,8 +491,7 @@ class ModelScorer:
         was_training = self.model.training
         self.model.eval()
         try:
-            seq = pad_left(histories, self.model.config.max_len, self.device)
-            gaps = history_gaps(self.model, times, self.device, seq.shape[1])
+            seq, gaps = history_inputs(self.model, histories, times, self.device)
             return self.model.score_all(seq, gaps)
         finally:
             self.model.train(was_training)

@@ -28,7 +28,7 @@ from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
 from llmrec.models.encoder_config import DEFAULT_HUB_ID, EncoderConfig
-from llmrec.models.model import ModelScorer, SeqRecModel, history_gaps, pad_left
+from llmrec.models.model import ModelScorer, SeqRecModel, history_inputs
 from llmrec.recommender.card import CardData, write_card
 from llmrec.recommender.storage import atomic_dir, read_json, write_json
 from llmrec.recommender.types import Evidence, Recommendation, RecommendationList, RemovedItem
@@ -84,7 +84,7 @@ class Recommender:
         for large catalogs, see :class:`RetrievalConfig`)."""
         self.encoder_config = encoder or EncoderConfig()
         self.model_config = model or ModelConfig()
-        self.retrieval = retrieval or RetrievalConfig()
+        self.retrieval = _checked_retrieval(retrieval or RetrievalConfig())
         self.cache_dir = cache_dir
         if isinstance(safety, str):
             if safety != "default":
@@ -104,7 +104,7 @@ class Recommender:
     def set_retrieval(self, config: RetrievalConfig) -> None:
         """Switch how :meth:`recommend` retrieves candidates (e.g. to a faiss index after
         loading a model); evaluation always ranks the full catalog exactly."""
-        self.retrieval = config
+        self.retrieval = _checked_retrieval(config)
         if self.model is not None:
             self.model.retriever = make_retriever(config)
 
@@ -298,8 +298,7 @@ class Recommender:
         blocked = self._blocked_tensor()  # (N,) shared by every row
         if model.training:  # eval() walks every submodule: ~1 ms a request
             model.eval()
-        seq = pad_left(idx, self.model_config.max_len)
-        gaps = history_gaps(model, times, length=seq.shape[1])
+        seq, gaps = history_inputs(model, idx, times)
         # the head re-ranks retrieval's top head_top_n; at weight 0 it reorders nothing and only
         # its attention over the k shown items is needed (for the evidence)
         top_n = k if float(model.head_scale) == 0.0 else max(k, self.model_config.head_top_n)
@@ -392,8 +391,7 @@ class Recommender:
             raise ValueError(f"{len(histories)} histories but {len(item_ids)} item ids")
         idx, times = self._timed_histories(histories, timestamps, "error",
                                            [[] for _ in histories])
-        seq = pad_left(idx, self.model_config.max_len)
-        gaps = history_gaps(model, times, length=seq.shape[1])
+        seq, gaps = history_inputs(model, idx, times)
         target = torch.as_tensor(self.catalog.indices(item_ids))[:, None]  # (B, 1)
         if model.training:
             model.eval()
@@ -498,16 +496,19 @@ class Recommender:
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, cache_dir: str | Path | None = None
-                        ) -> Recommender:
-        """Rebuild a saved recommender exactly (strict: missing or extra weights are errors)."""
+    def from_pretrained(cls, path: str | Path, *, cache_dir: str | Path | None = None,
+                        retrieval: RetrievalConfig | None = None) -> Recommender:
+        """Rebuild a saved recommender exactly (strict: missing or extra weights are errors).
+        ``retrieval`` overrides the saved retrieval (e.g. ``RetrievalConfig()``, exact, on a
+        machine without faiss)."""
         path = Path(path)
         cfg = read_json(path / "config.json")
         safety = (SafetyFilter.from_dict(_saved_safety(read_json(path / "safety.json"), path))
                   if (path / "safety.json").is_file() else None)
         # the adapter saved with the model supersedes the one it started from
         encoder = EncoderConfig.from_dict({**cfg["encoder"], "adapter_path": None})
-        retrieval = RetrievalConfig.from_dict(cfg.get("retrieval", {}))  # older saves: exact
+        if retrieval is None:  # older saves: exact
+            retrieval = RetrievalConfig.from_dict(cfg.get("retrieval", {}))
         rec = cls(encoder, ModelConfig.from_dict(cfg["model"]),
                   safety=safety, cache_dir=cache_dir, retrieval=retrieval)
         with (path / "catalog.jsonl").open(encoding="utf-8") as fh:
@@ -543,6 +544,15 @@ class Recommender:
         if (path / "encoder_adapter").is_dir():
             rec.encoder.load_adapter(path / "encoder_adapter")
         return rec
+
+
+def _checked_retrieval(config: RetrievalConfig) -> RetrievalConfig:
+    """``config``, once it is known to work here (faiss importable for a faiss backend), so
+    that a missing package fails at once rather than after training."""
+    if not isinstance(config, RetrievalConfig):
+        raise TypeError(f"retrieval must be a RetrievalConfig, got {type(config).__name__}")
+    make_retriever(config)  # raises ImportError with the install hint
+    return config
 
 
 def adapter_origin(path: str | Path) -> str:

@@ -27,8 +27,14 @@ def training_windows(
     stride = max_len if stride is None else stride
     if not 1 <= stride <= max_len:
         raise ValueError(f"stride must be in [1, max_len={max_len}], got {stride}")
-    if gaps is not None and [len(g) for g in gaps] != [len(s) for s in train]:
-        raise ValueError("gaps must hold one bucket per item of every training sequence")
+    if gaps is not None:
+        if len(gaps) != len(train):
+            raise ValueError(f"gaps has {len(gaps)} sequences, train {len(train)}: one bucket "
+                             "per item of every training sequence")
+        for u, (g, seq) in enumerate(zip(gaps, train, strict=True)):
+            if len(g) != len(seq):
+                raise ValueError(f"gaps[{u}] has {len(g)} buckets for {len(seq)} items: one "
+                                 "bucket per item of every training sequence")
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     gs: list[np.ndarray] = []

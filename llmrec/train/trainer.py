@@ -178,10 +178,17 @@ class Trainer:
         cfg = self.model.config
         if not cfg.time_gaps:
             return None
-        if self.split.train_times is None:
-            raise ValueError("ModelConfig.time_gaps=True needs a split with train_times "
-                             "(splits made by RecDataset.split carry them)")
-        return [time_gap_buckets(t, cfg.time_gap_buckets) for t in self.split.train_times]
+        if self.split.train_times is None or self.split.valid.history_times is None:
+            raise ValueError("ModelConfig.time_gaps=True needs a split with train_times and "
+                             "valid cases with history_times (splits made by "
+                             "RecDataset.split carry them)")
+        out = []
+        for u, t in enumerate(self.split.train_times):
+            try:
+                out.append(time_gap_buckets(t, cfg.time_gap_buckets))
+            except ValueError as err:
+                raise ValueError(f"training sequence of user {u}: {err}") from err
+        return out
 
     # -- checkpoints ---------------------------------------------------------------------
     def _latest(self) -> Path | None:
