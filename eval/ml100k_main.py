@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default="transductive", choices=("transductive", "inductive"))
     parser.add_argument("--time-gaps", action="store_true",
                         help="ModelConfig.time_gaps: the sequence encoder also reads the time "
-                        "between consecutive ratings (log2 buckets).")
+                        "between consecutive ratings (log2 buckets). Measured lower here "
+                        "(seeds 0 / 1: test NDCG@10 0.0607 / 0.0601 vs 0.0644 / 0.0691).")
     parser.add_argument("--out", default="runs/ml100k")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
