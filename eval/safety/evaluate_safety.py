@@ -143,8 +143,10 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
-    ("--holdout9", _EVAL + "safety_holdout9.jsonl", "holdout 9 (clean: never tuned or trained on)",
-     "The newest holdout, by a tenth author: never used for tuning or training."),
+    ("--holdout9", _EVAL + "safety_holdout9.jsonl",
+     "holdout 9 (spent: judged the set-13 change, not trained on)",
+     "The newest holdout, by a tenth author: scored before and after the set-13 change "
+     "(which it turned down); never trained on."),
     ("--holdout8", _EVAL + "safety_holdout8.jsonl", f"holdout 8 {_SPENT}",
      "Holdout 8 (by a seventh author; scored once, then spent)."),
     ("--holdout7", _EVAL + "safety_holdout7.jsonl", f"holdout 7 {_SPENT}",
