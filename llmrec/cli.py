@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", nargs="*", default=[], help="Item ids, oldest first.")
     p.add_argument("--timestamps", type=float, nargs="*", default=None, metavar="SECONDS",
                    help="Unix time of each history item, oldest first (models trained with "
-                   "--model_time_gaps need them).")
+                   "--model-time-gaps need them).")
     p.add_argument("-k", "--k", type=int, default=10, help="How many items.")
     p.add_argument("--include-history", action="store_true",
                    help="Allow items the user already has.")
