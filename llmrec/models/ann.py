@@ -93,7 +93,7 @@ class RetrievalConfig:
         return strict_from_dict(cls, data)
 
 
-def _faiss() -> Any:
+def require_faiss() -> Any:
     try:
         import faiss
     except ImportError as err:
@@ -111,7 +111,7 @@ class FaissRetriever:
         if config.backend != "faiss":
             raise ValueError(f"FaissRetriever needs backend='faiss', got {config.backend!r}")
         self.config = config
-        self.faiss = _faiss()
+        self.faiss = require_faiss()
         if config.threads:
             self.faiss.omp_set_num_threads(config.threads)
         self._key: tuple | None = None
@@ -136,19 +136,33 @@ class FaissRetriever:
         with self._lock:
             key = self._key_of(model)
             if self._index is None or key != self._key:
-                with torch.no_grad():
-                    vectors = model.items.cached()  # (N, D)
-                    bias = model.item_bias()
-                    bias = vectors.new_zeros(len(vectors)) if bias is None else bias
-                    rows = torch.cat([vectors, bias[:, None]], 1).double()  # (N, D + 1)
-                    if self.config.index == "ivf":
-                        sq = (rows * rows).sum(1)  # (N,)
-                        lift = (sq.max() - sq).clamp(min=0).sqrt()  # (N,) equal norms after it
-                        rows = torch.cat([rows, lift[:, None]], 1)  # (N, D + 2)
-                rows_np = np.ascontiguousarray(rows.cpu().numpy(), dtype=np.float32)
-                self._index, self._key = self._build(rows_np), key
+                self._index, self._key = self._build(self._rows(model)), key
                 self.builds += 1
             return self._index
+
+    @property
+    def _lifted(self) -> bool:
+        """Whether rows and queries carry the MIPS -> L2 column (the ivf index)."""
+        return self.config.index == "ivf"
+
+    def _rows(self, model: SeqRecModel) -> np.ndarray:
+        """The index rows: ``[item, bias]`` (N, D + 1), lifted to equal norms for ivf."""
+        with torch.no_grad():
+            vectors = model.items.cached()  # (N, D)
+            bias = model.item_bias()
+            bias = vectors.new_zeros(len(vectors)) if bias is None else bias
+            rows = torch.cat([vectors, bias[:, None]], 1).double()  # (N, D + 1)
+            if self._lifted:
+                sq = (rows * rows).sum(1)  # (N,)
+                lift = (sq.max() - sq).clamp(min=0).sqrt()  # (N,) equal norms after it
+                rows = torch.cat([rows, lift[:, None]], 1)  # (N, D + 2)
+        return np.ascontiguousarray(rows.cpu().numpy(), dtype=np.float32)
+
+    def _query(self, user: torch.Tensor) -> np.ndarray:
+        """The queries matching :meth:`_rows`: ``[user, 1]`` (+ 0 for the lift column)."""
+        b = len(user)
+        parts = [user, user.new_ones(b, 1)] + ([user.new_zeros(b, 1)] if self._lifted else [])
+        return np.ascontiguousarray(torch.cat(parts, 1).float().cpu().numpy())  # (B, D + 1|2)
 
     def _build(self, rows: np.ndarray) -> Any:
         faiss, cfg = self.faiss, self.config
@@ -187,10 +201,7 @@ class FaissRetriever:
         n_items = len(vectors)
         b = len(user)
         n = min(n, n_items)
-        parts = [user, user.new_ones(b, 1)] + ([user.new_zeros(b, 1)]
-                                               if self.config.index == "ivf" else [])
-        query = torch.cat(parts, 1)  # (B, D + 1); (B, D + 2) for ivf
-        query = np.ascontiguousarray(query.float().cpu().numpy())
+        query = self._query(user)
         rows_ex = ([np.unique(np.asarray(r, dtype=np.int64)) for r in exclude_rows]
                    if exclude_rows is not None else [np.zeros(0, dtype=np.int64)] * b)
         width = max((len(r) for r in rows_ex), default=0)
@@ -208,6 +219,7 @@ class FaissRetriever:
         indices = torch.zeros((b, n), dtype=torch.long, device=dev)
         unmasked = torch.zeros((b, n), dtype=torch.long, device=dev) if (
             report_masked and exclude is not None) else None
+        ex = None if exclude is None else exclude.to(dev)
         pending, exact, rounds = torch.arange(b, device=dev), False, 0
         while len(pending):
             if exact:  # an exact pass is definitive (and cheaper than a huge search)
@@ -228,8 +240,7 @@ class FaissRetriever:
                 scores = scores + bias[cand]
             scores = scores.masked_fill(gone, float("-inf"))
             masked = scores
-            if exclude is not None:
-                ex = exclude.to(dev)
+            if ex is not None:
                 blocked = ex[cand] if ex.dim() == 1 else ex[pending[:, None], cand]  # (P, F)
                 masked = scores.masked_fill(blocked, float("-inf"))
             enough = torch.isfinite(masked).sum(1) >= n  # (P,) else: search wider

@@ -484,7 +484,11 @@ class ModelScorer:
 
     def __init__(self, model: SeqRecModel, device: torch.device | str = "cpu") -> None:
         self.model, self.device = model, device
-        self.needs_times = model.config.time_gaps
+
+    @property
+    def needs_times(self) -> bool:
+        """Whether the harness must pass the cases' history timestamps (time-gap models)."""
+        return self.model.config.time_gaps
 
     def __call__(self, users: np.ndarray, histories: list[np.ndarray],
                  times: list[np.ndarray] | None = None) -> torch.Tensor:

@@ -23,7 +23,7 @@ from llmrec.data.template import ItemTemplate
 from llmrec.evaluation import EvalConfig, EvalReport, evaluate
 from llmrec.evaluation.report import protocol_line
 from llmrec.explain import ExplainConfig, Explainer
-from llmrec.models.ann import RetrievalConfig, make_retriever
+from llmrec.models.ann import RetrievalConfig, make_retriever, require_faiss
 from llmrec.models.config import ModelConfig
 from llmrec.models.embedding_cache import EmbeddingCache
 from llmrec.models.encoder import ItemTextEncoder
@@ -551,7 +551,8 @@ def _checked_retrieval(config: RetrievalConfig) -> RetrievalConfig:
     that a missing package fails at once rather than after training."""
     if not isinstance(config, RetrievalConfig):
         raise TypeError(f"retrieval must be a RetrievalConfig, got {type(config).__name__}")
-    make_retriever(config)  # raises ImportError with the install hint
+    if config.backend == "faiss":
+        require_faiss()  # raises ImportError with the install hint
     return config
 
 
