@@ -456,7 +456,8 @@ def history_gaps(model: SeqRecModel, times: Sequence[np.ndarray | Sequence[float
             times = [[] for _ in histories]
         else:
             raise ValueError("this model reads time gaps (ModelConfig.time_gaps=True): pass "
-                             "the histories' timestamps")
+                             "the histories' timestamps (recommend(..., timestamps=[...]), "
+                             "one unix time per item; CLI: --timestamps)")
     if histories is not None:
         if len(histories) != len(times):
             raise ValueError(f"{len(times)} timestamp lists for {len(histories)} histories")
