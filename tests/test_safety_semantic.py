@@ -89,7 +89,7 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
         ({"c": 0}, "semantic c must be a number > 0"),
         ({"margin": "1"}, "semantic margin must be a number"),
         ({"batch_size": 0}, "semantic batch_size must be an int >= 1"),
-        ({"method": "svm"}, r"semantic method must be one of \('lora', 'regression'\)"),
+        ({"method": "svm"}, r"semantic method must be one of \('lora', 'regression', 'ensemble'\)"),
         ({"r": 0}, "semantic r must be an int >= 1"),
         ({"epochs": 1.5}, "semantic epochs must be an int >= 1"),
     ],
@@ -137,7 +137,8 @@ def llmrec_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("method, options", [("regression", {"c": 1e4}),
-                                             ("lora", {"epochs": 40, "r": 8})])
+                                             ("lora", {"epochs": 40, "r": 8}),
+                                             ("ensemble", {"epochs": 40, "r": 8, "c": 1e4})])
 def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cache, method,
                                           options):
     """Trained on a tiny random BERT: training texts score on the right side of 0.5 with a
@@ -160,7 +161,33 @@ def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cac
     np.testing.assert_allclose(damped, score ** 2.5, rtol=0, atol=2e-4)
     assert model.scores([], np.ones(0))[0].shape == (0,)
     saved = sorted(p.name for p in (llmrec_cache / "safety").glob("*/*"))
-    assert saved == (["classifier.safetensors", "meta.json"] if method == "lora" else [])
+    assert saved == ([] if method == "regression" else ["classifier.safetensors", "meta.json"])
+
+
+def test_ensemble_scores_the_mean_of_its_members_log_odds(tiny_encoder_dir, examples,
+                                                        llmrec_cache):
+    """'ensemble' = the fine-tuned classifier and the regression of the same settings, each
+    as trained alone, averaged in harm log-odds before the margin and the dampening; its top
+    category is the one the two members' log-probabilities agree on most."""
+    from llmrec.safety.semantic import harm_logodds
+
+    common = {"model": tiny_encoder_dir, "examples": (str(examples),), "margin": 0.7,
+              "epochs": 3, "r": 4, "c": 3.0}
+    members = [SemanticHarmModel(SemanticSettings(method=m, **common))
+               for m in ("lora", "regression")]
+    both = SemanticHarmModel(SemanticSettings(method="ensemble", **common))
+    texts = [r["text"] for r in _rows()] + ["an unseen text about knives"]
+    damp = np.linspace(0.3, 1.0, len(texts))
+    z = np.mean([harm_logodds(m.classifier.logits(texts) if m.classifier is not None
+                              else m._embed(texts) @ m.weight.T + m.bias) for m in members], 0)
+    expected = (1 / (1 + np.exp(-(z - 0.7)))) ** (1 / damp)
+    score, top, harm = both.analyze(texts, damp)
+    np.testing.assert_allclose(score, np.round(expected, 4), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(harm, np.round(1 / (1 + np.exp(-z)), 4), rtol=0, atol=1e-9)
+    # the members alone give other scores: both are used
+    for m in members:
+        assert not np.allclose(m.analyze(texts, damp)[0], score, atol=1e-3)
+    assert set(top) <= {"insult", "threat"}
 
 
 @pytest.mark.parametrize("threads", [(1, 2), (2, 1)])

@@ -30,6 +30,7 @@ from llmrec.safety import (  # noqa: E402
     ProfanityCheckClassifier,
     SafetyFilter,
 )
+from llmrec.safety.semantic import METHODS  # noqa: E402
 
 HARM_CATEGORIES = ("insult", "threat", "identity_hate", "sexual", "self_harm")
 
@@ -83,16 +84,24 @@ def measure(flt: SafetyFilter, rows: list[dict[str, str]], repeats: int) -> dict
     return out
 
 
+LAYER_NAMES = {"lora": "fine-tuned", "regression": "regression on frozen embeddings",
+               "ensemble": "ensemble of both (mean harm log-odds)"}
+
+
 def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFilter]], list[str]]:
     policy = Policy.from_file(args.policy) if args.policy else Policy.default()
+    default = OfflineToxicityClassifier.semantic_method
     found: dict[str, Callable[[], SafetyFilter]] = {
-        "offline (default: fine-tuned learned layer)": lambda: SafetyFilter(
+        f"offline (default: {LAYER_NAMES[default]} learned layer)": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon), policy
         ),
-        "offline, learned layer = regression on frozen embeddings": lambda: SafetyFilter(
-            OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method="regression"),
-            policy,
-        ),
+    }
+    for method in (m for m in METHODS if m != default):
+        found[f"offline, learned layer = {LAYER_NAMES[method]}"] = (
+            lambda method=method: SafetyFilter(
+                OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
+                policy))
+    found |= {
         "offline without the learned layer": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic=False), policy
         ),

@@ -2,11 +2,15 @@
 
     .venv/bin/python eval/safety/learned_layer_cv.py --ml100k --max-ml-blocks 3  # fine-tuned
     .venv/bin/python eval/safety/learned_layer_cv.py --method regression --ml100k --max-ml-blocks 3
+    .venv/bin/python eval/safety/learned_layer_cv.py --method ensemble --c 30 --ml100k \
+        --max-ml-blocks 3
 
 Out-of-fold scores (stratified 5-fold; 3 repeats for the regression, 1 for the fine-tuned
-classifier, which trains in minutes per fold) on the shipped examples
+classifier, which trains in minutes per fold, and for the ensemble of both, scored on the
+fine-tuned classifier's folds) on the shipped examples
 (``llmrec/safety/data/*.jsonl``). Per ``c`` (regression), or for the fine-tuned classifier
-(the library's own training, ``llmrec.safety.finetuned``, default settings): the smallest
+(the library's own training, ``llmrec.safety.finetuned``, default settings), or per ``c``
+for the ensemble (the mean of the two members' harm log-odds): the smallest
 margin whose out-of-fold false-block rate on the benign product texts, combined with the
 rest of the offline filter, is <= ``--max-fbr``; which blocks at most
 ``--max-explanation-fbr`` of the benign explanation sentences (category ``explanation``,
@@ -36,20 +40,24 @@ from llmrec.safety.semantic import (
     SemanticSettings,
     fit_regression,
     format_variants,
-    harm_probability,
-    harm_score,
+    harm_logodds,
+    logodds_score,
     read_examples,
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", choices=("lora", "regression"), default="lora")
+    parser.add_argument("--method", choices=("lora", "regression", "ensemble"), default="lora")
     parser.add_argument("--c", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0],
                         help="Regression strengths tried ('regression').")
     parser.add_argument("--max-fbr", type=float, default=0.02)
     parser.add_argument("--save", default=None, help="Also save the out-of-fold logits to "
                         "<SAVE>-<method>-<c>.npz.")
+    parser.add_argument("--reuse-lora", default=None, metavar="NPZ",
+                        help="'ensemble': the fine-tuned member's out-of-fold logits from an "
+                        "earlier --save run on the same examples (saves the ~70 min of "
+                        "fine-tuning; the file must match these examples' labels)."),
     parser.add_argument("--max-explanation-fbr", type=float, default=0.0,
                         help="Share of the benign explanation sentences that may be blocked "
                         "(a blocked LLM explanation falls back to the template sentence).")
@@ -102,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         parts = [({r.label for r in v.reasons if r.action == "block"}) for v in rest.check(t)]
         return damp, np.array([[bool(p - {"toxicity"}), "toxicity" in p] for p in parts])
 
-    def rest_blocks(parts: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        """The rest of the filter's blocks once the layer (these logits) may veto."""
-        keep = harm_probability(logits) >= args.profanity_veto if args.profanity_veto else True
+    def rest_blocks(parts: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The rest of the filter's blocks once the layer (these harm log-odds) may veto."""
+        keep = 1 / (1 + np.exp(-z)) >= args.profanity_veto if args.profanity_veto else True
         return parts[..., 0] | (parts[..., 1] & keep)
 
     x, (damp, parts) = embed(texts), context(texts)
@@ -135,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                        np.concatenate([y[train], y[keep]]), epochs=settings.epochs)
         return model
 
-    def cross_validated(c: float | None) -> tuple[np.ndarray, np.ndarray | None]:
-        reps = 3 if c is not None else 1
+    def cross_validated(c: float | None, reps: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+        reps = reps or (3 if c is not None else 1)
         logits = np.zeros((reps, len(rows), len(classes)))
         for rep in range(reps):
             for fold, (train, test) in enumerate(
@@ -158,23 +167,39 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n| c | margin | OOF recall, layer alone | OOF recall, combined | OOF FBR, combined |"
           "\n|---|---|---|---|---|")
-    for c in args.c if args.method == "regression" else [None]:
-        logits, ml_logits = cross_validated(c)
+    lora = None  # the ensemble's fine-tuned member: (reps 1, n, K) and MovieLens logits
+    if args.method == "ensemble":
+        if args.reuse_lora:
+            saved = np.load(args.reuse_lora)
+            if saved["logits"].shape != (1, len(rows), len(classes)) or not (
+                    saved["y"] == y).all():
+                parser.error(f"--reuse-lora {args.reuse_lora}: saved for other examples")
+            lora = saved["logits"], saved["ml_logits"] if extra else None
+        else:
+            lora = cross_validated(None)
+    for c in args.c if args.method != "lora" else [None]:
+        # one repeat for the ensemble: the folds of its fine-tuned member (random_state 0)
+        logits, ml_logits = cross_validated(c, 1 if lora is not None else None)
         reps = len(logits)
         if args.save:
             np.savez(f"{args.save}-{args.method}-{c}.npz", logits=logits, ml_logits=ml_logits,
                      harmful=harmful, product=product, must_pass=must_pass, other=other,
                      parts=parts, parts_m=parts_m,
                      damp=damp, other_m=other_m, damp_m=damp_m, y=y)
+        z = harm_logodds(logits)  # (reps, n) harm log-odds, the margin's scale
+        z_m = harm_logodds(ml_logits) if ml_logits is not None else None
+        if lora is not None:  # the library's ensemble: the mean of the members' log-odds
+            z = (z + harm_logodds(lora[0])) / 2
+            z_m = (z_m + harm_logodds(lora[1])) / 2 if z_m is not None else None
         for margin in np.arange(0.0, 16.0, 0.05):
-            blocked = np.array([harm_score(logits[r], margin, damp) >= 0.5
+            blocked = np.array([logodds_score(z[r], margin, damp) >= 0.5
                                 for r in range(reps)])
-            combined = blocked | np.array([rest_blocks(parts, logits[r]) for r in range(reps)])
+            combined = blocked | np.array([rest_blocks(parts, z[r]) for r in range(reps)])
             ok = (combined[:, product].mean() <= args.max_fbr
                   and combined[:, must_pass].mean() <= args.max_explanation_fbr)
-            if ml_logits is not None:
-                extra_blocks = ((harm_score(ml_logits, margin, damp_m) >= 0.5)
-                                & ~rest_blocks(parts_m, ml_logits))
+            if z_m is not None:
+                extra_blocks = ((logodds_score(z_m, margin, damp_m) >= 0.5)
+                                & ~rest_blocks(parts_m, z_m))
                 ok &= int(extra_blocks.sum()) <= args.max_ml_blocks
             if ok:
                 name = "-" if c is None else f"{c:g}"

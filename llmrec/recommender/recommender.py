@@ -588,7 +588,7 @@ def _fine_tuned_layer(safety: SafetyFilter) -> Any:
 
     clf = safety.classifier
     if (isinstance(clf, OfflineToxicityClassifier) and clf.semantic
-            and clf.semantic_method == "lora"):
+            and clf.semantic_method in ("lora", "ensemble")):
         return clf.semantic_model_().classifier
     return None
 

@@ -143,13 +143,14 @@ class OfflineToxicityClassifier:
     semantic_method: str = field(
         default="lora",
         metadata={"help": "How the learned layer is built: 'lora' = the encoder fine-tuned "
-                  "with a LoRA adapter (trained once, ~8-12 min on a CPU, cached on disk; "
-                  "stronger), 'regression' = a regression on frozen embeddings (seconds)."},
+                  "with a LoRA adapter (trained once, ~8-12 min on a CPU, cached on disk), "
+                  "'regression' = a regression on frozen embeddings (seconds), 'ensemble' = "
+                  "both, scored by the mean of their harm log-odds."},
     )
     semantic_c: float | None = field(
         default=None,
-        metadata={"help": "Regression strength of the learned layer ('regression'); None = "
-                  "the cross-validated default."},
+        metadata={"help": "Regression strength of the learned layer ('regression', "
+                  "'ensemble'); None = the cross-validated default."},
     )
     semantic_margin: float | None = field(
         default=None,

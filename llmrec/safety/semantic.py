@@ -46,8 +46,10 @@ __all__ = [
     "SemanticSettings",
     "fit_regression",
     "format_variants",
+    "harm_logodds",
     "harm_probability",
     "harm_score",
+    "logodds_score",
     "read_examples",
     "training_set",
 ]
@@ -55,9 +57,9 @@ __all__ = [
 DEFAULT_EXAMPLES = tuple(sorted((Path(__file__).parent / "data").glob("*.jsonl")))
 LABELS = ("harmful", "benign")
 BENIGN = "benign"
-METHODS = ("lora", "regression")
+METHODS = ("lora", "regression", "ensemble")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
-DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55}
+DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ensemble": 4.60}
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
@@ -131,7 +133,9 @@ class SemanticSettings:
                   "adapter and a linear head (llmrec.safety.finetuned; trained once, about "
                   "8-12 min on one CPU thread, then cached on disk; out-of-fold recall 0.68 "
                   "with the rest of the filter at FBR 0.012); 'regression' = a softmax "
-                  "regression on the frozen encoder's embeddings (seconds; 0.69 at FBR 0.02)."},
+                  "regression on the frozen encoder's embeddings (seconds; 0.69 at FBR 0.02); "
+                  "'ensemble' = both, scored by the mean of their harm log-odds (0.81 at FBR "
+                  "0.018)."},
     )
     c: float = field(default=30.0, metadata={"help": "Inverse L2 strength of the regression."})
     margin: float | None = field(
@@ -209,18 +213,19 @@ class SemanticHarmModel:
         self.n_examples = len(rows)
         path = resolve_model_path(settings.model)
         self.encoder = self.classifier = None
-        if settings.method == "lora" and settings.weights is not None:
+        fine_tuned = settings.method in ("lora", "ensemble")
+        if fine_tuned and settings.weights is not None:
             from llmrec.safety.finetuned import LoraHarmClassifier, load_weights
 
             self.classifier = load_weights(
                 LoraHarmClassifier(path, len(self.classes), settings.r), settings.weights)
-        elif settings.method == "lora":
+        elif fine_tuned:
             from llmrec.safety.finetuned import load_or_train
 
             self.classifier = load_or_train(path, texts, y, len(self.classes),
                                             examples_sha256=self.examples_sha256,
                                             r=settings.r, epochs=settings.epochs)
-        else:
+        if settings.method in ("regression", "ensemble"):
             self.encoder = SentenceTransformer(path, device="cpu")
             self.weight, self.bias = fit_regression(self._embed(texts), y, settings.c)
 
@@ -256,15 +261,25 @@ class SemanticHarmModel:
         dampening; 4 decimals), from the same forward pass."""
         if not texts:
             return np.zeros(0), [], np.zeros(0)
+        parts = []  # (n, K) logits per member: the fine-tuned classifier, the regression
         if self.classifier is not None:
-            logits = self.classifier.logits(texts, self.settings.batch_size)  # (n, K)
-        else:
-            logits = self._embed(texts) @ self.weight.T + self.bias  # (n, K)
-        score = harm_score(logits, float(self.settings.margin), dampen)
+            parts.append(self.classifier.logits(texts, self.settings.batch_size))
+        if self.encoder is not None:
+            parts.append(self._embed(texts) @ self.weight.T + self.bias)
+        if len(parts) == 1:
+            logits = parts[0]
+            score = harm_score(logits, float(self.settings.margin), dampen)
+            harm = harm_probability(logits)
+        else:  # ensemble: the mean of the members' harm log-odds, then the margin
+            z = np.mean([harm_logodds(p) for p in parts], axis=0)  # (n,)
+            score = logodds_score(z, float(self.settings.margin), dampen)
+            harm = 1.0 / (1.0 + np.exp(-z))
+            # the top harm class by the members' summed log-probabilities
+            logits = np.sum([p - _logsumexp(p) for p in parts], axis=0)  # (n, K)
         # 4 decimals: a text's score then does not depend on the batch it was padded in
         score = np.round(score, 4)
         top = [self.classes[1 + int(i)] for i in logits[:, 1:].argmax(axis=1)]
-        return score, top, np.round(harm_probability(logits), 4)
+        return score, top, np.round(harm, 4)
 
 
 def training_set(
@@ -302,8 +317,22 @@ def harm_probability(logits: np.ndarray) -> np.ndarray:
     return 1.0 - prob[..., 0] / prob.sum(axis=-1)
 
 
+def harm_logodds(logits: np.ndarray) -> np.ndarray:
+    """logit(1 - P(benign)) per row of ``logits`` (..., K), clipped to +-27.6."""
+    harm = np.clip(harm_probability(logits), 1e-12, 1 - 1e-12)
+    return np.log(harm / (1.0 - harm))
+
+
+def logodds_score(z: np.ndarray, margin: float, dampen: np.ndarray) -> np.ndarray:
+    """sigmoid(z - margin) ** (1 / dampen): harm log-odds ``z`` (n,) to scores in [0, 1]."""
+    return (1.0 / (1.0 + np.exp(-(z - margin)))) ** (1.0 / np.clip(dampen, 1e-6, 1.0))
+
+
 def harm_score(logits: np.ndarray, margin: float, dampen: np.ndarray) -> np.ndarray:
     """sigmoid(logit(1 - P(benign)) - margin) ** (1 / dampen), per row of ``logits`` (n, K)."""
-    harm = np.clip(harm_probability(logits), 1e-12, 1 - 1e-12)
-    z = np.log(harm / (1.0 - harm)) - margin
-    return (1.0 / (1.0 + np.exp(-z))) ** (1.0 / np.clip(dampen, 1e-6, 1.0))
+    return logodds_score(harm_logodds(logits), margin, dampen)
+
+
+def _logsumexp(logits: np.ndarray) -> np.ndarray:
+    top = logits.max(axis=-1, keepdims=True)
+    return top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
