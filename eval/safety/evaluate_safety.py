@@ -152,6 +152,10 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout10", _EVAL + "safety_holdout10.jsonl",
+     "holdout 10 (clean: judges the ensemble change, not trained on)",
+     "The newest holdout, by a twelfth author: scored before and after the ensemble change "
+     "registered with it; never trained on."),
     ("--holdout9", _EVAL + "safety_holdout9.jsonl",
      "holdout 9 (spent: judged the set-13 change, not trained on)",
      "The newest holdout, by a tenth author: scored before and after the set-13 change "
