@@ -220,9 +220,17 @@ def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer)
     assert e.text == "Because you watched Heat." and e.safe
     assert [c.item_id for c in e.evidence] == ["h1"]
     assert e.method.startswith("template (fewer items; safety: classifier:offline:")
-    # the default filter's learned layer sees no harm in it and vetoes that score
-    e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    # the fine-tuned learned layer sees no harm in it (harm probability 0.006 < the veto's
+    # 0.01) and vetoes that score
+    vetoing = Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
+                        SafetyFilter(OfflineToxicityClassifier(semantic_method="lora")))
+    e = vetoing.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
     assert e.text == "Because you watched Liar Liar and Heat." and e.safe
+    # the default ensemble's probability is 0.019 (its regression member reads "Liar" as
+    # insult-adjacent): no veto, the title is dropped as with the strict filter (11 of
+    # MovieLens' 1,682 "Because you watched <title>." sentences blocked vs 9 with 'lora')
+    e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    assert e.text == "Because you watched Heat." and e.safe
 
 
 def test_tiny_random_llm_fails_grounding_and_falls_back(tmp_path_factory, safety):

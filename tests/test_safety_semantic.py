@@ -161,7 +161,10 @@ def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cac
     np.testing.assert_allclose(damped, score ** 2.5, rtol=0, atol=2e-4)
     assert model.scores([], np.ones(0))[0].shape == (0,)
     saved = sorted(p.name for p in (llmrec_cache / "safety").glob("*/*"))
-    assert saved == ([] if method == "regression" else ["classifier.safetensors", "meta.json"])
+    assert saved == {"regression": ["meta.json", "regression.safetensors"],
+                     "lora": ["classifier.safetensors", "meta.json"],
+                     "ensemble": ["classifier.safetensors", "meta.json", "meta.json",
+                                  "regression.safetensors"]}[method]
 
 
 def test_ensemble_scores_the_mean_of_its_members_log_odds(tiny_encoder_dir, examples,
@@ -221,6 +224,77 @@ def test_fine_tuning_gives_the_same_weights_whatever_the_thread_count(tiny_encod
     assert states[0].keys() == states[1].keys()
     for name, tensor in states[0].items():
         assert torch.equal(tensor, states[1][name]), name
+
+
+@pytest.mark.parametrize("method", ["lora", "regression", "ensemble"])
+def test_a_saved_layer_loads_strictly_without_training(tiny_encoder_dir, examples, tmp_path,
+                                                       monkeypatch, method):
+    """state() -> safetensors -> weights=: the same scores, nothing trained, fitted or
+    cached on the way back (an empty cache folder stays empty)."""
+    from safetensors.torch import save_file
+
+    import llmrec.safety.finetuned as finetuned
+    import llmrec.safety.semantic as semantic
+
+    common = {"model": tiny_encoder_dir, "examples": (str(examples),), "method": method,
+              "epochs": 2, "r": 4, "margin": 0.0}
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "cache"))
+    layer = SemanticHarmModel(SemanticSettings(**common))
+    save_file(layer.state(), str(tmp_path / "layer.safetensors"))
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "empty"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained or fitted again")
+
+    monkeypatch.setattr(finetuned, "train", refuse)
+    monkeypatch.setattr(semantic, "fit_regression", refuse)
+    again = SemanticHarmModel(SemanticSettings(**common,
+                                               weights=str(tmp_path / "layer.safetensors")))
+    texts = [r["text"] for r in _rows()]
+    np.testing.assert_array_equal(again.scores(texts, np.ones(len(texts)))[0],
+                                  layer.scores(texts, np.ones(len(texts)))[0])
+    assert not (tmp_path / "empty").exists()
+
+
+def test_regression_is_cached_on_disk(tiny_encoder_dir, examples, llmrec_cache, monkeypatch):
+    import llmrec.safety.semantic as semantic
+
+    settings = SemanticSettings(model=tiny_encoder_dir, examples=(str(examples),),
+                                method="regression", c=3.0)
+    first = SemanticHarmModel(settings)
+    monkeypatch.setattr(semantic, "fit_regression", lambda *a: pytest.fail("refitted"))
+    second = SemanticHarmModel(settings)
+    np.testing.assert_array_equal(second.weight, first.weight)
+    np.testing.assert_array_equal(second.bias, first.bias)
+    other = SemanticSettings(model=tiny_encoder_dir, examples=(str(examples),),
+                             method="regression", c=30.0)
+    with pytest.raises(pytest.fail.Exception, match="refitted"):  # another c: another entry
+        SemanticHarmModel(other)
+
+
+@pytest.mark.parametrize(
+    "saved_as, loaded_as, edit, message",
+    [
+        ("lora", "ensemble", None, r"missing keys \['regression.bias', 'regression.weight'\]"),
+        ("ensemble", "lora", None, r"unexpected keys \['regression.bias', 'regression.weight'\]"),
+        ("ensemble", "regression", None, r"unexpected keys \['.*lora"),
+        ("regression", "ensemble", None, r"missing keys \[.*lora"),
+        ("regression", "regression", "shape", r"regression of shape \(2, 32\)"),
+    ],
+)
+def test_saved_layer_keys_are_checked(tiny_encoder_dir, examples, llmrec_cache, tmp_path,
+                                      saved_as, loaded_as, edit, message):
+    from safetensors.torch import save_file
+
+    common = {"model": tiny_encoder_dir, "examples": (str(examples),), "epochs": 1, "r": 4}
+    state = SemanticHarmModel(SemanticSettings(method=saved_as, **common)).state()
+    if edit == "shape":
+        state["regression.weight"] = state["regression.weight"][:2]
+    save_file(state, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ValueError, match=message):
+        SemanticHarmModel(SemanticSettings(method=loaded_as,
+                                           weights=str(tmp_path / "w.safetensors"),
+                                           **common))
 
 
 def test_fine_tuned_cache_is_strict(tiny_encoder_dir, examples, llmrec_cache):
@@ -329,5 +403,6 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     settings = clf.semantic_settings
     assert (clf.semantic_method, settings.c, settings.margin) == ("regression", 10, 1.85)
-    assert OfflineToxicityClassifier().semantic_settings.margin == 8.45  # the method's default
-    assert classifier_from_dict({"type": "offline"}).semantic_method == "lora"
+    assert OfflineToxicityClassifier().semantic_settings.margin == 4.60  # the method's default
+    assert classifier_from_dict({"type": "offline"}).semantic_method == "ensemble"
+    assert OfflineToxicityClassifier(semantic_method="lora").semantic_settings.margin == 8.45

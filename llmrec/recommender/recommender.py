@@ -63,7 +63,7 @@ def _json_default(value: object) -> object:
     raise TypeError(f"catalog field value {value!r} is not JSON serialisable")
 ON_UNKNOWN = ("error", "ignore")
 N_EVIDENCE = 3
-SEMANTIC_WEIGHTS = "safety_semantic.safetensors"  # a saved model's fine-tuned safety layer
+SEMANTIC_WEIGHTS = "safety_semantic.safetensors"  # a saved model's learned safety layer
 
 
 class Recommender:
@@ -485,9 +485,9 @@ class Recommender:
             (tmp / "item_template.jinja").write_text(catalog.template.source, encoding="utf-8")
             if self.safety is not None:
                 safety = _pinned_safety(self.safety)
-                layer = _fine_tuned_layer(self.safety)
+                layer = _learned_layer(self.safety)
                 if layer is not None:  # the learned layer travels with the model
-                    save_file(layer.trainable_state(), str(tmp / SEMANTIC_WEIGHTS))
+                    save_file(layer.state(), str(tmp / SEMANTIC_WEIGHTS))
                     safety["classifier"]["semantic_weights"] = SEMANTIC_WEIGHTS
                 write_json(tmp / "safety.json", safety)
             write_card(card, tmp / "README.md", previous=path / "README.md")
@@ -582,14 +582,13 @@ def _pinned_safety(safety: SafetyFilter) -> dict[str, Any]:
     return values
 
 
-def _fine_tuned_layer(safety: SafetyFilter) -> Any:
-    """The filter's fine-tuned learned layer (adapter + head module), or None."""
+def _learned_layer(safety: SafetyFilter) -> Any:
+    """The filter's learned layer (a SemanticHarmModel, whichever method), or None."""
     from llmrec.safety import OfflineToxicityClassifier
 
     clf = safety.classifier
-    if (isinstance(clf, OfflineToxicityClassifier) and clf.semantic
-            and clf.semantic_method in ("lora", "ensemble")):
-        return clf.semantic_model_().classifier
+    if isinstance(clf, OfflineToxicityClassifier) and clf.semantic:
+        return clf.semantic_model_()
     return None
 
 

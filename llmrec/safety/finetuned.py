@@ -25,7 +25,8 @@ from torch import nn
 
 from llmrec.data.errors import logger
 
-__all__ = ["FINETUNE_VERSION", "LoraHarmClassifier", "load_or_train", "load_weights"]
+__all__ = ["FINETUNE_VERSION", "LoraHarmClassifier", "load_or_train", "load_weights",
+           "read_tensors", "save_entry"]
 
 FINETUNE_VERSION = 2  # bump when training changes: cached classifiers are then retrained
 LOGIT_SCALE = 10.0  # cosine-like logits (unit-norm features) need a temperature
@@ -172,41 +173,51 @@ def load_or_train(model_path: str, texts: Sequence[str], y: np.ndarray, n_classe
     return model
 
 
-def load_weights(model: LoraHarmClassifier, weights: str | os.PathLike,
+def load_weights(model: LoraHarmClassifier, weights: str | os.PathLike | dict[str, torch.Tensor],
                  hint: str = "") -> LoraHarmClassifier:
-    """Load a saved adapter + head into ``model``, strictly (missing or unexpected keys and
-    unreadable files are errors naming the file)."""
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(weights))
-    except Exception as err:  # missing, truncated or foreign
-        raise ValueError(f"{weights}: not a readable safetensors file ({err}){hint}") from None
+    """Load a saved adapter + head (a safetensors file, or its tensors) into ``model``,
+    strictly (missing or unexpected keys and unreadable files are errors naming the file)."""
+    state = read_tensors(weights, hint) if not isinstance(weights, dict) else weights
     expected = set(model.trainable_state())
     if set(state) != expected:
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise ValueError(f"{weights}: missing keys {missing[:5]}, unexpected keys "
-                         f"{unexpected[:5]}{hint}")
+        raise ValueError(f"{weights if not isinstance(weights, dict) else 'weights'}: missing "
+                         f"keys {missing[:5]}, unexpected keys {unexpected[:5]}{hint}")
     model.load_state_dict(state, strict=False)
     model.eval()
     return model
 
 
+def read_tensors(path: str | os.PathLike, hint: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; an unreadable one is an error naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # missing, truncated or foreign
+        raise ValueError(f"{path}: not a readable safetensors file ({err}){hint}") from None
+
+
 def _save(model: LoraHarmClassifier, folder: Path, meta: dict) -> None:
-    """Write the entry atomically; a folder left without weights (a crash of an older
-    version) is replaced; failures to write only cost the next process a retraining."""
+    save_entry(folder, "classifier.safetensors", model.trainable_state(), meta)
+
+
+def save_entry(folder: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write a cache entry (``name`` + meta.json) atomically; a folder left without its
+    weights (a crash of an older version) is replaced; failures to write only cost the next
+    process a retraining."""
     from safetensors.torch import save_file
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        if folder.is_dir() and not (folder / "classifier.safetensors").is_file():
+        if folder.is_dir() and not (folder / name).is_file():
             shutil.rmtree(folder, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
     except OSError as err:
         logger.warning("safety classifier: cannot write %s (%s); not cached", folder, err)
         return
     try:
-        save_file(model.trainable_state(), str(tmp / "classifier.safetensors"))
+        save_file(tensors, str(tmp / name))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         with contextlib.suppress(OSError):  # another process saved it first: as good
             tmp.rename(folder)

