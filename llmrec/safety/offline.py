@@ -89,8 +89,9 @@ class ProfanityCheckClassifier:
 
 @dataclass
 class OfflineToxicityClassifier:
-    """The default classifier: works offline, needs no download; ~3-7 ms per text on one CPU
-    core with the learned layer (its sentence encoder dominates), ~0.3 ms without.
+    """The default classifier: works offline, needs no download; ~12 ms per text on a 2-core
+    CPU with the default (ensemble) learned layer (its two encoder passes dominate), ~0.3 ms
+    without.
 
     Labels: ``toxicity`` (alt-profanity-check's probability, counted in full only when someone
     is addressed or targeted, or strong profanity is present; otherwise multiplied by
