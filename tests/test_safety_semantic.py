@@ -89,7 +89,15 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
         ({"c": 0}, "semantic c must be a number > 0"),
         ({"margin": "1"}, "semantic margin must be a number"),
         ({"batch_size": 0}, "semantic batch_size must be an int >= 1"),
-        ({"method": "svm"}, r"semantic method must be one of \('lora', 'regression', 'ensemble'\)"),
+        ({"method": "svm"},
+         r"semantic method must be one of \('lora', 'regression', 'ngram', 'ensemble'\)"),
+        ({"ngram_c": 0}, "semantic ngram_c must be a number > 0"),
+        ({"members": ("lora",)}, r"semantic members must be two or more distinct of \('lora'"),
+        ({"members": ("lora", "svm")}, "semantic members must be two or more distinct"),
+        ({"members": "lora"}, "semantic members must be two or more distinct"),
+        ({"method": "ensemble", "members": ("regression", "ngram")},
+         r"semantic margin: no cross-validated default for the ensemble of \('regression', "
+         r"'ngram'\); pass margin"),
         ({"r": 0}, "semantic r must be an int >= 1"),
         ({"epochs": 1.5}, "semantic epochs must be an int >= 1"),
     ],
@@ -138,7 +146,11 @@ def llmrec_cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("method, options", [("regression", {"c": 1e4}),
                                              ("lora", {"epochs": 40, "r": 8}),
-                                             ("ensemble", {"epochs": 40, "r": 8, "c": 1e4})])
+                                             ("ngram", {"ngram_c": 1e4}),
+                                             ("ensemble", {"epochs": 40, "r": 8, "c": 1e4}),
+                                             ("ensemble", {"epochs": 40, "r": 8, "c": 1e4,
+                                                           "ngram_c": 1e4, "members": (
+                                                               "ngram", "regression", "lora")})])
 def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cache, method,
                                           options):
     """Trained on a tiny random BERT: training texts score on the right side of 0.5 with a
@@ -161,10 +173,13 @@ def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cac
     np.testing.assert_allclose(damped, score ** 2.5, rtol=0, atol=2e-4)
     assert model.scores([], np.ones(0))[0].shape == (0,)
     saved = sorted(p.name for p in (llmrec_cache / "safety").glob("*/*"))
-    assert saved == {"regression": ["meta.json", "regression.safetensors"],
-                     "lora": ["classifier.safetensors", "meta.json"],
-                     "ensemble": ["classifier.safetensors", "meta.json", "meta.json",
-                                  "regression.safetensors"]}[method]
+    members = settings.uses()
+    assert model.settings.members == tuple(m for m in ("lora", "regression", "ngram")
+                                           if m in settings.members)  # canonical order
+    expected = {"regression": ["meta.json", "regression.safetensors"],
+                "lora": ["classifier.safetensors", "meta.json"],
+                "ngram": ["meta.json", "ngram.safetensors"]}
+    assert saved == sorted(f for m in members for f in expected[m])
 
 
 def test_ensemble_scores_the_mean_of_its_members_log_odds(tiny_encoder_dir, examples,
@@ -226,18 +241,21 @@ def test_fine_tuning_gives_the_same_weights_whatever_the_thread_count(tiny_encod
         assert torch.equal(tensor, states[1][name]), name
 
 
-@pytest.mark.parametrize("method", ["lora", "regression", "ensemble"])
+@pytest.mark.parametrize("method, members", [("lora", None), ("regression", None),
+                                             ("ngram", None), ("ensemble", None),
+                                             ("ensemble", ("lora", "regression", "ngram"))])
 def test_a_saved_layer_loads_strictly_without_training(tiny_encoder_dir, examples, tmp_path,
-                                                       monkeypatch, method):
+                                                       monkeypatch, method, members):
     """state() -> safetensors -> weights=: the same scores, nothing trained, fitted or
     cached on the way back (an empty cache folder stays empty)."""
     from safetensors.torch import save_file
 
     import llmrec.safety.finetuned as finetuned
     import llmrec.safety.semantic as semantic
+    from llmrec.safety.ngram import NgramRegression
 
     common = {"model": tiny_encoder_dir, "examples": (str(examples),), "method": method,
-              "epochs": 2, "r": 4, "margin": 0.0}
+              "epochs": 2, "r": 4, "margin": 0.0, **({"members": members} if members else {})}
     monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "cache"))
     layer = SemanticHarmModel(SemanticSettings(**common))
     save_file(layer.state(), str(tmp_path / "layer.safetensors"))
@@ -248,6 +266,7 @@ def test_a_saved_layer_loads_strictly_without_training(tiny_encoder_dir, example
 
     monkeypatch.setattr(finetuned, "train", refuse)
     monkeypatch.setattr(semantic, "fit_regression", refuse)
+    monkeypatch.setattr(NgramRegression, "fit", refuse)
     again = SemanticHarmModel(SemanticSettings(**common,
                                                weights=str(tmp_path / "layer.safetensors")))
     texts = [r["text"] for r in _rows()]
@@ -280,6 +299,9 @@ def test_regression_is_cached_on_disk(tiny_encoder_dir, examples, llmrec_cache, 
         ("ensemble", "regression", None, r"unexpected keys \['.*lora"),
         ("regression", "ensemble", None, r"missing keys \[.*lora"),
         ("regression", "regression", "shape", r"regression of shape \(2, 32\)"),
+        ("ngram", "regression", None, r"unexpected keys \['ngram.bias', 'ngram.idf'"),
+        ("regression", "ngram", None, r"unexpected keys \['regression.bias'"),
+        ("ngram", "ngram", "vocab", r"n-grams, .* idf weights, weight .* do not match"),
     ],
 )
 def test_saved_layer_keys_are_checked(tiny_encoder_dir, examples, llmrec_cache, tmp_path,
@@ -290,6 +312,8 @@ def test_saved_layer_keys_are_checked(tiny_encoder_dir, examples, llmrec_cache, 
     state = SemanticHarmModel(SemanticSettings(method=saved_as, **common)).state()
     if edit == "shape":
         state["regression.weight"] = state["regression.weight"][:2]
+    if edit == "vocab":  # an n-gram lost: the vocabulary no longer fits the weights
+        state["ngram.vocab"] = state["ngram.vocab"][: int(state["ngram.vocab"].argmax()) + 1]
     save_file(state, str(tmp_path / "w.safetensors"))
     with pytest.raises(ValueError, match=message):
         SemanticHarmModel(SemanticSettings(method=loaded_as,

@@ -2,17 +2,17 @@
 
     .venv/bin/python eval/safety/learned_layer_cv.py --ml100k --max-ml-blocks 3  # fine-tuned
     .venv/bin/python eval/safety/learned_layer_cv.py --method regression --ml100k --max-ml-blocks 3
-    .venv/bin/python eval/safety/learned_layer_cv.py --method ensemble --c 30 --ml100k \
-        --max-ml-blocks 3
+    .venv/bin/python eval/safety/learned_layer_cv.py --method ensemble --members lora \
+        regression ngram --c 30 --ml100k --max-ml-blocks 3 [--reuse-lora OOF.npz]
 
-Out-of-fold scores (stratified 5-fold; 3 repeats for the regression, 1 for the fine-tuned
-classifier, which trains in minutes per fold, and for the ensemble of both, scored on the
-fine-tuned classifier's folds) on the shipped examples
-(``llmrec/safety/data/*.jsonl``). Per ``c`` (regression), or for the fine-tuned classifier
-(the library's own training, ``llmrec.safety.finetuned``, default settings), or per ``c``
-for the ensemble (the mean of the two members' harm log-odds): the smallest
-margin whose out-of-fold false-block rate on the benign product texts, combined with the
-rest of the offline filter, is <= ``--max-fbr``; which blocks at most
+Out-of-fold scores (stratified 5-fold; 3 repeats for the regressions, 1 for the fine-tuned
+classifier, which trains in minutes per fold, and for any ensemble that includes it, scored
+on its folds) on the shipped examples (``llmrec/safety/data/*.jsonl``). Per strength (``--c``
+for the regression on frozen embeddings, ``--ngram-c`` for the n-gram one; every combination
+for an ensemble, which scores the mean of its members' harm log-odds), or for the fine-tuned
+classifier (the library's own training, ``llmrec.safety.finetuned``, default settings): the
+smallest margin whose out-of-fold false-block rate on the benign product texts, combined with
+the rest of the offline filter, is <= ``--max-fbr``; which blocks at most
 ``--max-explanation-fbr`` of the benign explanation sentences (category ``explanation``,
 out of fold too; a blocked LLM explanation falls back to the template sentence); and, with
 ``--ml100k``, at most ``--max-ml-blocks`` MovieLens item texts, rendered or bare title,
@@ -24,6 +24,7 @@ Prints recall of the layer alone and combined. The holdouts
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -35,8 +36,11 @@ from llmrec.safety import OfflineToxicityClassifier, SafetyFilter
 from llmrec.safety.finetuned import LoraHarmClassifier
 from llmrec.safety.finetuned import train as finetune_train
 from llmrec.safety.lexicon import Lexicon
+from llmrec.safety.ngram import NgramRegression
 from llmrec.safety.semantic import (
     DEFAULT_EXAMPLES,
+    MEMBERS,
+    METHODS,
     SemanticSettings,
     fit_regression,
     format_variants,
@@ -48,9 +52,13 @@ from llmrec.safety.semantic import (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", choices=("lora", "regression", "ensemble"), default="lora")
+    parser.add_argument("--method", choices=METHODS, default="lora")
+    parser.add_argument("--members", nargs="+", choices=MEMBERS, default=["lora", "regression"],
+                        help="'ensemble': the members averaged (mean harm log-odds).")
     parser.add_argument("--c", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0],
-                        help="Regression strengths tried ('regression').")
+                        help="Regression strengths tried (the 'regression' member).")
+    parser.add_argument("--ngram-c", type=float, nargs="+", default=[3.0, 10.0, 30.0],
+                        help="Strengths tried for the 'ngram' member.")
     parser.add_argument("--max-fbr", type=float, default=0.02)
     parser.add_argument("--save", default=None, help="Also save the out-of-fold logits to "
                         "<SAVE>-<method>-<c>.npz.")
@@ -143,54 +151,72 @@ def main(argv: list[str] | None = None) -> int:
                        np.concatenate([y[train], y[keep]]), epochs=settings.epochs)
         return model
 
-    def cross_validated(c: float | None, reps: int | None = None
+    def ngram(train: np.ndarray, c: float) -> NgramRegression:
+        keep = np.flatnonzero(np.isin(owner, train))
+        return NgramRegression.fit([texts[i] for i in train] + [variant_texts[j] for j in keep],
+                                   np.concatenate([y[train], y[owner[keep]]]), c)
+
+    def cross_validated(member: str, c: float | None, reps: int
                         ) -> tuple[np.ndarray, np.ndarray | None]:
-        reps = reps or (3 if c is not None else 1)
+        """Out-of-fold logits (reps, n, K) of one member, and its MovieLens logits (trained on
+        every example); repeat r uses StratifiedKFold(5, shuffle, random_state=r)."""
         logits = np.zeros((reps, len(rows), len(classes)))
         for rep in range(reps):
             for fold, (train, test) in enumerate(
                     StratifiedKFold(5, shuffle=True, random_state=rep).split(x, y)):
-                if c is not None:
+                if member == "regression":
                     w, b = fit(train, c)
                     logits[rep, test] = x[test] @ w.T + b
+                elif member == "ngram":
+                    logits[rep, test] = ngram(train, c).logits([texts[i] for i in test])
                 else:
                     logits[rep, test] = fine_tuned(train).logits([texts[i] for i in test])
                     print(f"fold {fold + 1}/5 trained", flush=True)
         ml_logits = None
         if xm is not None:
-            if c is not None:
-                w, b = fit(np.arange(len(rows)), c)
+            everything = np.arange(len(rows))
+            if member == "regression":
+                w, b = fit(everything, c)
                 ml_logits = xm @ w.T + b
+            elif member == "ngram":
+                ml_logits = ngram(everything, c).logits(extra)
             else:
-                ml_logits = fine_tuned(np.arange(len(rows))).logits(extra)
+                ml_logits = fine_tuned(everything).logits(extra)
         return logits, ml_logits
 
     print("\n| c | margin | OOF recall, layer alone | OOF recall, combined | OOF FBR, combined |"
           "\n|---|---|---|---|---|")
-    lora = None  # the ensemble's fine-tuned member: (reps 1, n, K) and MovieLens logits
-    if args.method == "ensemble":
-        if args.reuse_lora:
-            saved = np.load(args.reuse_lora)
-            if saved["logits"].shape != (1, len(rows), len(classes)) or not (
-                    saved["y"] == y).all():
-                parser.error(f"--reuse-lora {args.reuse_lora}: saved for other examples")
-            lora = saved["logits"], saved["ml_logits"] if extra else None
-        else:
-            lora = cross_validated(None)
-    for c in args.c if args.method != "lora" else [None]:
-        # one repeat for the ensemble: the folds of its fine-tuned member (random_state 0)
-        logits, ml_logits = cross_validated(c, 1 if lora is not None else None)
-        reps = len(logits)
+    members = tuple(m for m in MEMBERS if m in (
+        args.members if args.method == "ensemble" else [args.method]))
+    if args.method == "ensemble" and len(members) < 2:
+        parser.error("--members: an ensemble needs two or more")
+    # the fine-tuned member has one repeat (it trains for minutes per fold): so has its ensemble
+    reps = 1 if "lora" in members else 3
+    cache: dict[tuple[str, float | None], tuple[np.ndarray, np.ndarray | None]] = {}
+    if "lora" in members and args.reuse_lora:
+        saved = np.load(args.reuse_lora)
+        if saved["logits"].shape != (1, len(rows), len(classes)) or not (saved["y"] == y).all():
+            parser.error(f"--reuse-lora {args.reuse_lora}: saved for other examples")
+        cache["lora", None] = saved["logits"], saved["ml_logits"] if extra else None
+    grids = {"lora": [None], "regression": args.c, "ngram": args.ngram_c}
+    for combo in itertools.product(*(grids[m] for m in members)):
+        for member, c in zip(members, combo, strict=True):
+            if (member, c) not in cache:
+                cache[member, c] = cross_validated(member, c, reps)
+        chosen = [cache[m, c] for m, c in zip(members, combo, strict=True)]
         if args.save:
-            np.savez(f"{args.save}-{args.method}-{c}.npz", logits=logits, ml_logits=ml_logits,
-                     harmful=harmful, product=product, must_pass=must_pass, other=other,
-                     parts=parts, parts_m=parts_m,
-                     damp=damp, other_m=other_m, damp_m=damp_m, y=y)
-        z = harm_logodds(logits)  # (reps, n) harm log-odds, the margin's scale
-        z_m = harm_logodds(ml_logits) if ml_logits is not None else None
-        if lora is not None:  # the library's ensemble: the mean of the members' log-odds
-            z = (z + harm_logodds(lora[0])) / 2
-            z_m = (z_m + harm_logodds(lora[1])) / 2 if z_m is not None else None
+            for (member, c), (logits, ml_logits) in zip(zip(members, combo, strict=True), chosen,
+                                                       strict=True):
+                np.savez(f"{args.save}-{member}-{c}.npz", logits=logits, ml_logits=ml_logits,
+                         harmful=harmful, product=product, must_pass=must_pass, other=other,
+                         parts=parts, parts_m=parts_m,
+                         damp=damp, other_m=other_m, damp_m=damp_m, y=y)
+        # the library's score: the mean of the members' harm log-odds, then the margin
+        z = np.mean([harm_logodds(lg) for lg, _ in chosen], axis=0)  # (reps, n)
+        z_m = (np.mean([harm_logodds(ml) for _, ml in chosen], axis=0)
+               if extra else None)  # (3,364,)
+        name = " / ".join(f"{m} {c:g}" for m, c in zip(members, combo, strict=True)
+                          if c is not None) or "-"
         for margin in np.arange(0.0, 16.0, 0.05):
             blocked = np.array([logodds_score(z[r], margin, damp) >= 0.5
                                 for r in range(reps)])
@@ -202,12 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                                 & ~rest_blocks(parts_m, z_m))
                 ok &= int(extra_blocks.sum()) <= args.max_ml_blocks
             if ok:
-                name = "-" if c is None else f"{c:g}"
                 print(f"| {name} | {margin:.2f} | {blocked[:, harmful].mean():.3f} | "
                       f"{combined[:, harmful].mean():.3f} | {combined[:, product].mean():.3f} |")
                 break
         else:
-            print(f"| {'-' if c is None else f'{c:g}'} | none < 16 | - | - | - |")
+            print(f"| {name} | none < 16 | - | - | - |")
     return 0
 
 

@@ -578,7 +578,9 @@ def _pinned_safety(safety: SafetyFilter) -> dict[str, Any]:
     if isinstance(clf, OfflineToxicityClassifier) and clf.semantic:
         settings = clf.semantic_settings
         values["classifier"] = {**values["classifier"], "semantic_margin": settings.margin,
-                                "semantic_c": settings.c}
+                                "semantic_c": settings.c, "semantic_ngram_c": settings.ngram_c}
+        if settings.method == "ensemble":
+            values["classifier"]["semantic_members"] = list(settings.members)
     return values
 
 

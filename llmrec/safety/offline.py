@@ -146,8 +146,9 @@ class OfflineToxicityClassifier:
         metadata={"help": "How the learned layer is built: 'lora' = the encoder fine-tuned "
                   "with a LoRA adapter (trained once, ~8-12 min on a CPU, cached on disk), "
                   "'regression' = a regression on frozen embeddings (~30 s, cached), "
-                  "'ensemble' (default) = both, scored by the mean of their harm log-odds "
-                  "(held-out recall 0.92 vs 0.80 for 'lora' alone, same false blocks)."},
+                  "'ngram' = a regression on character n-grams (~10 s, cached), "
+                  "'ensemble' (default) = several of them (semantic_members), scored by the "
+                  "mean of their harm log-odds."},
     )
     semantic_c: float | None = field(
         default=None,
@@ -163,6 +164,16 @@ class OfflineToxicityClassifier:
         default=None,
         metadata={"help": "A saved learned layer (safetensors) to load instead of training "
                   "it; saved models carry theirs (safety_semantic.safetensors)."},
+    )
+    semantic_members: list[str] | None = field(
+        default=None,
+        metadata={"help": "'ensemble': which members it averages (two or more of 'lora', "
+                  "'regression', 'ngram'); None = 'lora' and 'regression'."},
+    )
+    semantic_ngram_c: float | None = field(
+        default=None,
+        metadata={"help": "Regression strength of the n-gram member; None = the "
+                  "cross-validated default."},
     )
     semantic_examples: list[str] | None = field(
         default=None,
@@ -191,7 +202,15 @@ class OfflineToxicityClassifier:
             if isinstance(self.semantic_examples, str):
                 raise ValueError("semantic_examples must be a list of file paths, not one string")
             self.semantic_examples = list(self.semantic_examples)
-        extra = {k: v for k, v in (("c", self.semantic_c), ("margin", self.semantic_margin))
+        if self.semantic_members is not None:
+            if isinstance(self.semantic_members, str):
+                raise ValueError("semantic_members must be a list of member names, not one "
+                                 "string")
+            self.semantic_members = list(self.semantic_members)
+        extra = {k: v for k, v in (("c", self.semantic_c), ("margin", self.semantic_margin),
+                                   ("ngram_c", self.semantic_ngram_c),
+                                   ("members", None if self.semantic_members is None
+                                    else tuple(self.semantic_members)))
                  if v is not None}
         self._settings = SemanticSettings(
             model=self.semantic_model,

@@ -61,11 +61,14 @@ __all__ = [
 DEFAULT_EXAMPLES = tuple(sorted((Path(__file__).parent / "data").glob("*.jsonl")))
 LABELS = ("harmful", "benign")
 BENIGN = "benign"
-METHODS = ("lora", "regression", "ensemble")
+MEMBERS = ("lora", "regression", "ngram")  # what an ensemble can combine
+METHODS = (*MEMBERS, "ensemble")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
-DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ensemble": 4.60}
+DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.10}
+ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 3.25}
 REGRESSION_VERSION = 1  # bump when the regression's fit changes: cached fits are then redone
 _REGRESSION = "regression."  # a saved layer's regression tensors: weight (K, D), bias (K,)
+NGRAM_PREFIX = "ngram."  # a saved layer's n-gram member (llmrec.safety.ngram)
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
@@ -144,6 +147,12 @@ class SemanticSettings:
                   "0.018)."},
     )
     c: float = field(default=30.0, metadata={"help": "Inverse L2 strength of the regression."})
+    ngram_c: float = field(
+        default=30.0, metadata={"help": "Inverse L2 strength of the n-gram regression."})
+    members: tuple[str, ...] = field(
+        default=("lora", "regression"),
+        metadata={"help": f"'ensemble': the members it averages, two or more of {MEMBERS}."},
+    )
     margin: float | None = field(
         default=None,
         metadata={"help": "Logits above even odds that score 0.5 (the threshold); None = the "
@@ -162,7 +171,19 @@ class SemanticSettings:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"semantic method must be one of {METHODS}, got {self.method!r}")
-        if self.margin is None:
+        if isinstance(self.members, str) or not isinstance(self.members, (list, tuple)) or (
+                len(set(self.members)) < 2 or len(set(self.members)) != len(self.members)
+                or not set(self.members) <= set(MEMBERS)):
+            raise ValueError(f"semantic members must be two or more distinct of {MEMBERS}, "
+                             f"got {self.members!r}")
+        self.members = tuple(m for m in MEMBERS if m in self.members)  # canonical order
+        if self.margin is None and self.method == "ensemble":
+            if self.members not in ENSEMBLE_MARGINS:
+                raise ValueError(f"semantic margin: no cross-validated default for the ensemble "
+                                 f"of {self.members}; pass margin (defaults exist for "
+                                 f"{sorted(ENSEMBLE_MARGINS)})")
+            self.margin = ENSEMBLE_MARGINS[self.members]
+        elif self.margin is None:
             self.margin = DEFAULT_MARGINS[self.method]
         for name in ("r", "epochs"):
             value = getattr(self, name)
@@ -179,17 +200,21 @@ class SemanticSettings:
                 raise ValueError(f"semantic examples must be a list of file paths, "
                                  f"got {self.examples!r}")
             self.examples = tuple(self.examples)
-        for name in ("c", "margin"):
+        for name in ("c", "ngram_c", "margin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                name == "c" and value <= 0
+                name != "margin" and value <= 0
             ):
                 raise ValueError(f"semantic {name} must be a number"
-                                 f"{' > 0' if name == 'c' else ''}, got {value!r}")
+                                 f"{' > 0' if name != 'margin' else ''}, got {value!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or (
             self.batch_size < 1
         ):
             raise ValueError(f"semantic batch_size must be an int >= 1, got {self.batch_size!r}")
+
+    def uses(self) -> tuple[str, ...]:
+        """The members this layer is made of: the method itself, or the ensemble's."""
+        return self.members if self.method == "ensemble" else (self.method,)
 
     def example_paths(self) -> tuple[str, ...]:
         return self.examples if self.examples is not None else tuple(map(str, DEFAULT_EXAMPLES))
@@ -219,18 +244,20 @@ class SemanticHarmModel:
         self.examples_sha256 = digest.hexdigest()
         self.n_examples = len(rows)
         path = resolve_model_path(settings.model)
-        self.encoder = self.classifier = None
-        saved = None  # a saved layer's tensors: the adapter + head and / or "regression.*"
+        self.encoder = self.classifier = self.ngram = None
+        uses = settings.uses()
+        saved = None  # a saved layer's tensors: the adapter + head, "regression.*", "ngram.*"
         if settings.weights is not None:
             from llmrec.safety.finetuned import read_tensors
 
             saved = read_tensors(settings.weights)
-        if settings.method in ("lora", "ensemble"):
+            self._check_saved_groups(saved, uses)
+        if "lora" in uses:
             from llmrec.safety.finetuned import LoraHarmClassifier, load_or_train, load_weights
 
             if saved is not None:
-                own = saved if settings.method == "lora" else {
-                    k: v for k, v in saved.items() if not k.startswith(_REGRESSION)}
+                own = {k: v for k, v in saved.items()
+                       if not k.startswith((_REGRESSION, NGRAM_PREFIX))}
                 self.classifier = load_weights(
                     LoraHarmClassifier(path, len(self.classes), settings.r), own,
                     f" in semantic weights {settings.weights}")
@@ -238,12 +265,28 @@ class SemanticHarmModel:
                 self.classifier = load_or_train(path, texts, y, len(self.classes),
                                                 examples_sha256=self.examples_sha256,
                                                 r=settings.r, epochs=settings.epochs)
-        if settings.method in ("regression", "ensemble"):
+        if "regression" in uses:
             self.encoder = SentenceTransformer(path, device="cpu")
             if saved is not None:
                 self.weight, self.bias = self._saved_regression(saved)
             else:
                 self.weight, self.bias = self._regression(texts, y)
+        if "ngram" in uses:
+            from llmrec.safety.ngram import NgramRegression
+
+            self.ngram = (NgramRegression.from_state(saved, f"semantic weights {settings.weights}")
+                          if saved is not None else self._ngram(texts, y))
+
+    def _check_saved_groups(self, saved: dict[str, Any], uses: tuple[str, ...]) -> None:
+        """A saved layer holds tensors of exactly the members this one uses."""
+        groups = {"regression": sorted(k for k in saved if k.startswith(_REGRESSION)),
+                  "ngram": sorted(k for k in saved if k.startswith(NGRAM_PREFIX))}
+        groups["lora"] = sorted(set(saved) - set(groups["regression"]) - set(groups["ngram"]))
+        for member, keys in groups.items():
+            if keys and member not in uses:
+                raise ValueError(f"semantic weights {self.settings.weights}: unexpected keys "
+                                 f"{keys[:5]} for the {self.settings.method!r} layer (members "
+                                 f"{uses})")
 
     def _saved_regression(self, saved: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """The regression of a saved layer, strictly: exactly its two tensors (besides the
@@ -251,10 +294,9 @@ class SemanticHarmModel:
         names = {_REGRESSION + "weight", _REGRESSION + "bias"}
         where = f"semantic weights {self.settings.weights}"
         missing = sorted(names - set(saved))
-        unexpected = sorted(set(saved) - names) if self.settings.method == "regression" else []
-        if missing or unexpected:
-            raise ValueError(f"{where}: missing keys {missing}, unexpected keys "
-                             f"{unexpected[:5]} for the {self.settings.method!r} layer")
+        if missing:
+            raise ValueError(f"{where}: missing keys {missing} for the "
+                             f"{self.settings.method!r} layer")
         weight = saved[_REGRESSION + "weight"].double().numpy()
         bias = saved[_REGRESSION + "bias"].double().numpy()
         dim = (getattr(self.encoder, "get_embedding_dimension", None)  # sentence-transformers 5
@@ -296,6 +338,29 @@ class SemanticHarmModel:
                        {"model": self.settings.model, **spec})
         return weight, bias
 
+    def _ngram(self, texts: list[str], y: np.ndarray) -> Any:
+        """The n-gram member for these examples: from the cache folder if fitted before, else
+        fitted now (~10 s) and saved there atomically."""
+        from llmrec.data.sources.cache import cache_dir
+        from llmrec.safety.finetuned import read_tensors, save_entry
+        from llmrec.safety.ngram import NGRAM_VERSION, NgramRegression
+
+        spec = {"classes": self.classes, "examples": self.examples_sha256,
+                "c": float(self.settings.ngram_c), "version": NGRAM_VERSION}
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+        try:
+            folder: Path | None = cache_dir() / "safety" / f"semantic-ngram-{key}"
+        except OSError:  # a read-only home: fit, keep it in memory only
+            folder = None
+        entry = folder / "ngram.safetensors" if folder is not None else None
+        if entry is not None and entry.is_file():
+            return NgramRegression.from_state(read_tensors(entry, "; delete the folder to refit"),
+                                              str(entry))
+        member = NgramRegression.fit(texts, y, self.settings.ngram_c)
+        if folder is not None:
+            save_entry(folder, "ngram.safetensors", member.state(), spec)
+        return member
+
     def state(self) -> dict[str, Any]:
         """The trained layer's tensors, as ``weights`` reads them back: the fine-tuned
         member's adapter + head and / or the regression (``regression.weight`` / ``.bias``)."""
@@ -305,6 +370,8 @@ class SemanticHarmModel:
         if self.encoder is not None:
             out[_REGRESSION + "weight"] = torch.from_numpy(np.ascontiguousarray(self.weight))
             out[_REGRESSION + "bias"] = torch.from_numpy(np.ascontiguousarray(self.bias))
+        if self.ngram is not None:
+            out.update(self.ngram.state())
         return out
 
     @classmethod
@@ -313,8 +380,8 @@ class SemanticHarmModel:
         stamps = tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
                        for p in paths)
         key = (settings.model, stamps, settings.method, float(settings.c),
-               float(settings.margin), settings.r, settings.epochs, settings.batch_size,
-               settings.weights)
+               float(settings.ngram_c), settings.members, float(settings.margin), settings.r,
+               settings.epochs, settings.batch_size, settings.weights)
         with cls._lock:
             if key not in cls._cache:
                 cls._cache[key] = cls(settings)
@@ -339,11 +406,13 @@ class SemanticHarmModel:
         dampening; 4 decimals), from the same forward pass."""
         if not texts:
             return np.zeros(0), [], np.zeros(0)
-        parts = []  # (n, K) logits per member: the fine-tuned classifier, the regression
+        parts = []  # (n, K) logits per member: fine-tuned classifier, regression, n-grams
         if self.classifier is not None:
             parts.append(self.classifier.logits(texts, self.settings.batch_size))
         if self.encoder is not None:
             parts.append(self._embed(texts) @ self.weight.T + self.bias)
+        if self.ngram is not None:
+            parts.append(self.ngram.logits(texts))
         if len(parts) == 1:
             logits = parts[0]
             score = harm_score(logits, float(self.settings.margin), dampen)
