@@ -64,7 +64,7 @@ BENIGN = "benign"
 MEMBERS = ("lora", "regression", "ngram")  # what an ensemble can combine
 METHODS = (*MEMBERS, "ensemble")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
-DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.10}
+DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
 ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 3.25}
 REGRESSION_VERSION = 1  # bump when the regression's fit changes: cached fits are then redone
 _REGRESSION = "regression."  # a saved layer's regression tensors: weight (K, D), bias (K,)
