@@ -96,11 +96,15 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             OfflineToxicityClassifier(lexicon_path=args.lexicon), policy
         ),
     }
-    for method in (m for m in METHODS if m != default):
+    for method in (m for m in METHODS if m != default and m != "ngram"):
         found[f"offline, learned layer = {LAYER_NAMES[method]}"] = (
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
+    found["offline, learned layer = ensemble of all three (fine-tuned, regression, n-grams)"] = (
+        lambda: SafetyFilter(OfflineToxicityClassifier(
+            lexicon_path=args.lexicon, semantic_method="ensemble",
+            semantic_members=["lora", "regression", "ngram"]), policy))
     found |= {
         "offline without the learned layer": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic=False), policy
@@ -152,10 +156,13 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout11", _EVAL + "safety_holdout11.jsonl",
+     "holdout 11 (clean: judges the n-gram member, not trained on)",
+     "The newest holdout, by a thirteenth author: scored with the two- and the three-member "
+     "ensemble, registered with it; never trained on."),
     ("--holdout10", _EVAL + "safety_holdout10.jsonl",
-     "holdout 10 (clean: judges the ensemble change, not trained on)",
-     "The newest holdout, by a twelfth author: scored before and after the ensemble change "
-     "registered with it; never trained on."),
+     "holdout 10 (spent: judged the ensemble change, not trained on)",
+     "Holdout 10 (by a twelfth author; judged the ensemble change, then spent)."),
     ("--holdout9", _EVAL + "safety_holdout9.jsonl",
      "holdout 9 (spent: judged the set-13 change, not trained on)",
      "The newest holdout, by a tenth author: scored before and after the set-13 change "
