@@ -226,9 +226,9 @@ def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer)
                         SafetyFilter(OfflineToxicityClassifier(semantic_method="lora")))
     e = vetoing.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
     assert e.text == "Because you watched Liar Liar and Heat." and e.safe
-    # the default ensemble's probability is 0.019 (its regression member reads "Liar" as
-    # insult-adjacent): no veto, the title is dropped as with the strict filter (11 of
-    # MovieLens' 1,682 "Because you watched <title>." sentences blocked vs 9 with 'lora')
+    # the default ensemble's probability is higher (its regression members read "Liar" as
+    # insult-adjacent): no veto, the title is dropped as with the strict filter (7 of
+    # MovieLens' 1,682 "Because you watched <title>." sentences blocked, 9 with 'lora')
     e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
     assert e.text == "Because you watched Heat." and e.safe
 

@@ -182,27 +182,35 @@ def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cac
     assert saved == sorted(f for m in members for f in expected[m])
 
 
+@pytest.mark.parametrize("names", [("lora", "regression", "ngram"), ("lora", "regression"),
+                                   ("regression", "ngram")])
 def test_ensemble_scores_the_mean_of_its_members_log_odds(tiny_encoder_dir, examples,
-                                                        llmrec_cache):
-    """'ensemble' = the fine-tuned classifier and the regression of the same settings, each
-    as trained alone, averaged in harm log-odds before the margin and the dampening; its top
-    category is the one the two members' log-probabilities agree on most."""
+                                                        llmrec_cache, names):
+    """'ensemble' = its members of the same settings, each as trained alone, averaged in harm
+    log-odds before the margin and the dampening; its top category is the one the members'
+    log-probabilities agree on most."""
     from llmrec.safety.semantic import harm_logodds
 
     common = {"model": tiny_encoder_dir, "examples": (str(examples),), "margin": 0.7,
-              "epochs": 3, "r": 4, "c": 3.0}
-    members = [SemanticHarmModel(SemanticSettings(method=m, **common))
-               for m in ("lora", "regression")]
-    both = SemanticHarmModel(SemanticSettings(method="ensemble", **common))
+              "epochs": 3, "r": 4, "c": 3.0, "ngram_c": 3.0}
+    members = [SemanticHarmModel(SemanticSettings(method=m, **common)) for m in names]
+    together = SemanticHarmModel(SemanticSettings(method="ensemble", members=names, **common))
     texts = [r["text"] for r in _rows()] + ["an unseen text about knives"]
     damp = np.linspace(0.3, 1.0, len(texts))
-    z = np.mean([harm_logodds(m.classifier.logits(texts) if m.classifier is not None
-                              else m._embed(texts) @ m.weight.T + m.bias) for m in members], 0)
+
+    def logits(m: SemanticHarmModel) -> np.ndarray:
+        if m.classifier is not None:
+            return m.classifier.logits(texts)
+        if m.ngram is not None:
+            return m.ngram.logits(texts)
+        return m._embed(texts) @ m.weight.T + m.bias
+
+    z = np.mean([harm_logodds(logits(m)) for m in members], 0)
     expected = (1 / (1 + np.exp(-(z - 0.7)))) ** (1 / damp)
-    score, top, harm = both.analyze(texts, damp)
+    score, top, harm = together.analyze(texts, damp)
     np.testing.assert_allclose(score, np.round(expected, 4), rtol=0, atol=1e-9)
     np.testing.assert_allclose(harm, np.round(1 / (1 + np.exp(-z)), 4), rtol=0, atol=1e-9)
-    # the members alone give other scores: both are used
+    # the members alone give other scores: every one is used
     for m in members:
         assert not np.allclose(m.analyze(texts, damp)[0], score, atol=1e-3)
     assert set(top) <= {"insult", "threat"}
@@ -296,7 +304,8 @@ def test_regression_is_cached_on_disk(tiny_encoder_dir, examples, llmrec_cache, 
     [
         ("lora", "ensemble", None, r"missing keys \['regression.bias', 'regression.weight'\]"),
         ("ensemble", "lora", None, r"unexpected keys \['regression.bias', 'regression.weight'\]"),
-        ("ensemble", "regression", None, r"unexpected keys \['.*lora"),
+        ("ensemble", "regression", None, r"unexpected keys \['ngram.bias'"),
+        ("lora", "regression", None, r"unexpected keys \['.*lora"),
         ("regression", "ensemble", None, r"missing keys \[.*lora"),
         ("regression", "regression", "shape", r"regression of shape \(2, 32\)"),
         ("ngram", "regression", None, r"unexpected keys \['ngram.bias', 'ngram.idf'"),
@@ -427,6 +436,9 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     settings = clf.semantic_settings
     assert (clf.semantic_method, settings.c, settings.margin) == ("regression", 10, 1.85)
-    assert OfflineToxicityClassifier().semantic_settings.margin == 4.60  # the method's default
+    assert OfflineToxicityClassifier().semantic_settings.margin == 3.25  # the method's default
+    assert OfflineToxicityClassifier().semantic_settings.members == ("lora", "regression", "ngram")
+    assert OfflineToxicityClassifier(semantic_members=["regression", "lora"]
+                                     ).semantic_settings.margin == 4.60
     assert classifier_from_dict({"type": "offline"}).semantic_method == "ensemble"
     assert OfflineToxicityClassifier(semantic_method="lora").semantic_settings.margin == 8.45

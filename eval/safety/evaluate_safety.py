@@ -85,7 +85,7 @@ def measure(flt: SafetyFilter, rows: list[dict[str, str]], repeats: int) -> dict
 
 
 LAYER_NAMES = {"lora": "fine-tuned", "regression": "regression on frozen embeddings",
-               "ensemble": "ensemble of both (mean harm log-odds)"}
+               "ensemble": "ensemble of fine-tuned, regression and n-grams (mean harm log-odds)"}
 
 
 def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFilter]], list[str]]:
@@ -101,10 +101,11 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
-    found["offline, learned layer = ensemble of all three (fine-tuned, regression, n-grams)"] = (
+    found["offline, learned layer = ensemble of fine-tuned and regression (the default until "
+          "holdout 11)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
             lexicon_path=args.lexicon, semantic_method="ensemble",
-            semantic_members=["lora", "regression", "ngram"]), policy))
+            semantic_members=["lora", "regression"]), policy))
     found |= {
         "offline without the learned layer": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic=False), policy
@@ -157,9 +158,9 @@ _SPENT = "(spent: scored once, not trained on)"
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout11", _EVAL + "safety_holdout11.jsonl",
-     "holdout 11 (clean: judges the n-gram member, not trained on)",
-     "The newest holdout, by a thirteenth author: scored with the two- and the three-member "
-     "ensemble, registered with it; never trained on."),
+     "holdout 11 (spent: judged the n-gram member, not trained on)",
+     "The newest holdout, by a thirteenth author: scored once with the two- and the "
+     "three-member ensemble (registered with it; the latter shipped); never trained on."),
     ("--holdout10", _EVAL + "safety_holdout10.jsonl",
      "holdout 10 (spent: judged the ensemble change, not trained on)",
      "Holdout 10 (by a twelfth author; judged the ensemble change, then spent)."),
