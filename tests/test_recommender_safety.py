@@ -117,6 +117,8 @@ def test_fine_tuned_safety_layer_is_saved_with_the_model(rec, tmp_path, monkeypa
     settings = rec.safety.classifier.semantic_settings
     assert (saved["classifier"]["semantic_margin"], saved["classifier"]["semantic_c"]) == (
         settings.margin, settings.c)
+    assert saved["classifier"]["semantic_members"] == ["lora", "regression", "ngram"]
+    assert saved["classifier"]["semantic_ngram_c"] == settings.ngram_c
     monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "empty-cache"))
     again = Recommender.from_pretrained(tmp_path / "model", cache_dir=tmp_path / "cache")
     texts = ["I will find you and kill you, you worthless idiot", "Kill Bill: Vol. 1",

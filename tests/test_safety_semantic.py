@@ -92,9 +92,13 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
         ({"method": "svm"},
          r"semantic method must be one of \('lora', 'regression', 'ngram', 'ensemble'\)"),
         ({"ngram_c": 0}, "semantic ngram_c must be a number > 0"),
-        ({"members": ("lora",)}, r"semantic members must be two or more distinct of \('lora'"),
-        ({"members": ("lora", "svm")}, "semantic members must be two or more distinct"),
-        ({"members": "lora"}, "semantic members must be two or more distinct"),
+        ({"method": "ensemble", "members": ("lora",)},
+         r"semantic members must be two or more distinct of \('lora'"),
+        ({"method": "ensemble", "members": ("lora", "svm")},
+         "semantic members must be two or more distinct"),
+        ({"method": "ensemble", "members": "lora"}, "semantic members must be two or more"),
+        ({"method": "lora", "members": ("lora", "ngram")},
+         "semantic members are for method 'ensemble' only"),
         ({"method": "ensemble", "members": ("regression", "ngram")},
          r"semantic margin: no cross-validated default for the ensemble of \('regression', "
          r"'ngram'\); pass margin"),
@@ -174,8 +178,8 @@ def test_tiny_encoder_learns_its_examples(tiny_encoder_dir, examples, llmrec_cac
     assert model.scores([], np.ones(0))[0].shape == (0,)
     saved = sorted(p.name for p in (llmrec_cache / "safety").glob("*/*"))
     members = settings.uses()
-    assert model.settings.members == tuple(m for m in ("lora", "regression", "ngram")
-                                           if m in settings.members)  # canonical order
+    assert members == tuple(m for m in ("lora", "regression", "ngram") if m in options.get(
+        "members", ("lora", "regression", "ngram") if method == "ensemble" else (method,)))
     expected = {"regression": ["meta.json", "regression.safetensors"],
                 "lora": ["classifier.safetensors", "meta.json"],
                 "ngram": ["meta.json", "ngram.safetensors"]}
@@ -213,7 +217,35 @@ def test_ensemble_scores_the_mean_of_its_members_log_odds(tiny_encoder_dir, exam
     # the members alone give other scores: every one is used
     for m in members:
         assert not np.allclose(m.analyze(texts, damp)[0], score, atol=1e-3)
-    assert set(top) <= {"insult", "threat"}
+    summed = np.sum([lg - np.log(np.exp(lg).sum(-1, keepdims=True))
+                     for lg in map(logits, members)], axis=0)  # (n, K) log-probabilities
+    assert top == [together.classes[1 + i] for i in summed[:, 1:].argmax(1)]
+    assert len(set(top)) == 2  # both harm classes occur: the check above can fail
+
+
+def test_members_and_strengths_are_separate_layers(tiny_encoder_dir, examples, llmrec_cache):
+    common = {"model": tiny_encoder_dir, "examples": (str(examples),), "margin": 0.0}
+    a = SemanticHarmModel.get(SemanticSettings(method="ensemble",
+                                               members=("regression", "ngram"), **common))
+    b = SemanticHarmModel.get(SemanticSettings(method="ensemble", ngram_c=3.0,
+                                               members=("regression", "ngram"), **common))
+    c = SemanticHarmModel.get(SemanticSettings(method="regression", **common))
+    assert len({id(a), id(b), id(c)}) == 3
+    assert a.ngram is not None and c.ngram is None
+
+
+def test_one_harm_category_is_enough(write, llmrec_cache, tiny_encoder_dir):
+    """Operator examples with a single harm category train every member (sklearn keeps one
+    row of weights for two classes)."""
+    rows = [r for r in _rows() if r["category"] != "insult"]
+    path = write("one.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    layer = SemanticHarmModel(SemanticSettings(
+        model=tiny_encoder_dir, examples=(str(path),), method="ensemble",
+        members=("regression", "ngram"), margin=0.0, c=1e4, ngram_c=1e4))
+    score, top = layer.scores([r["text"] for r in rows], np.ones(len(rows)))
+    harmful = np.array([r["label"] == "harmful" for r in rows])
+    assert (score[harmful] > 0.5).all() and (score[~harmful] < 0.5).all()
+    assert set(top) == {"threat"}
 
 
 @pytest.mark.parametrize("threads", [(1, 2), (2, 1)])
@@ -440,5 +472,13 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     assert OfflineToxicityClassifier().semantic_settings.members == ("lora", "regression", "ngram")
     assert OfflineToxicityClassifier(semantic_members=["regression", "lora"]
                                      ).semantic_settings.margin == 4.60
+    # an ensemble saved when it had two members (no "semantic_members") keeps them
+    two = {"type": "offline", "semantic_method": "ensemble", "semantic_margin": 4.60,
+           "semantic_c": 30.0}
+    settings = SafetyFilter.from_dict({"classifier": two}).classifier.semantic_settings
+    assert settings.members == ("lora", "regression", "ngram")  # a new config: all three
+    settings = SafetyFilter.from_dict(_saved_safety({"classifier": two})).classifier \
+        .semantic_settings
+    assert (settings.members, settings.margin) == (("lora", "regression"), 4.60)
     assert classifier_from_dict({"type": "offline"}).semantic_method == "ensemble"
     assert OfflineToxicityClassifier(semantic_method="lora").semantic_settings.margin == 8.45

@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ngram-c", type=float, nargs="+", default=[3.0, 10.0, 30.0],
                         help="Strengths tried for the 'ngram' member.")
     parser.add_argument("--max-fbr", type=float, default=0.02)
-    parser.add_argument("--save", default=None, help="Also save the out-of-fold logits to "
-                        "<SAVE>-<method>-<c>.npz.")
+    parser.add_argument("--save", default=None, help="Also save each member's out-of-fold "
+                        "logits to <SAVE>-<member>-<strength>.npz.")
     parser.add_argument("--reuse-lora", default=None, metavar="NPZ",
                         help="'ensemble': the fine-tuned member's out-of-fold logits from an "
                         "earlier --save run on the same examples (saves the ~70 min of "
-                        "fine-tuning; the file must match these examples' labels)."),
+                        "fine-tuning; the file must match these examples' labels).")
     parser.add_argument("--max-explanation-fbr", type=float, default=0.0,
                         help="Share of the benign explanation sentences that may be blocked "
                         "(a blocked LLM explanation falls back to the template sentence).")
@@ -193,10 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     # the fine-tuned member has one repeat (it trains for minutes per fold): so has its ensemble
     reps = 1 if "lora" in members else 3
     cache: dict[tuple[str, float | None], tuple[np.ndarray, np.ndarray | None]] = {}
-    if "lora" in members and args.reuse_lora:
-        saved = np.load(args.reuse_lora)
+    if args.reuse_lora and "lora" not in members:
+        parser.error("--reuse-lora: only for a method or ensemble with the 'lora' member")
+    if args.reuse_lora:
+        saved = np.load(args.reuse_lora, allow_pickle=False)
         if saved["logits"].shape != (1, len(rows), len(classes)) or not (saved["y"] == y).all():
             parser.error(f"--reuse-lora {args.reuse_lora}: saved for other examples")
+        if extra and saved["ml_logits"].shape != (len(extra), len(classes)):
+            parser.error(f"--reuse-lora {args.reuse_lora}: saved without --ml100k")
         cache["lora", None] = saved["logits"], saved["ml_logits"] if extra else None
     grids = {"lora": [None], "regression": args.c, "ngram": args.ngram_c}
     for combo in itertools.product(*(grids[m] for m in members)):

@@ -599,7 +599,8 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
     learned layer existed has no "semantic" key, and its stored catalog verdicts were made
     without that layer, so it is rebuilt without it; one stored before the layer could be
     fine-tuned has no "semantic_method" and keeps the regression (and its settings) its verdicts
-    came from; that regression now trains on the examples shipped with this version."""
+    came from; that regression now trains on the examples shipped with this version. An
+    ensemble saved before it could have three members has no "semantic_members": its two."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
@@ -608,6 +609,11 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
         # the regression as it was then: c 10, margin 1.85 (its shipped examples were fewer)
         values = {**values, "classifier": {**clf, "semantic_method": "regression",
                                            "semantic_c": 10.0, "semantic_margin": 1.85}}
+    clf = values.get("classifier")
+    if (isinstance(clf, dict) and clf.get("type") == "offline"
+            and clf.get("semantic_method") == "ensemble" and "semantic_members" not in clf):
+        # saved when the ensemble had two members (before the n-gram one): keep them
+        values = {**values, "classifier": {**clf, "semantic_members": ["lora", "regression"]}}
     clf = values.get("classifier")
     if (folder is not None and isinstance(clf, dict)
             and isinstance(clf.get("semantic_weights"), str)

@@ -214,7 +214,7 @@ def save_entry(folder: Path, name: str, tensors: dict[str, torch.Tensor], meta: 
             shutil.rmtree(folder, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
     except OSError as err:
-        logger.warning("safety classifier: cannot write %s (%s); not cached", folder, err)
+        logger.warning("safety layer: cannot write %s (%s); not cached", folder, err)
         return
     try:
         save_file(tensors, str(tmp / name))
@@ -222,6 +222,6 @@ def save_entry(folder: Path, name: str, tensors: dict[str, torch.Tensor], meta: 
         with contextlib.suppress(OSError):  # another process saved it first: as good
             tmp.rename(folder)
     except OSError as err:
-        logger.warning("safety classifier: cannot write %s (%s); not cached", folder, err)
+        logger.warning("safety layer: cannot write %s (%s); not cached", folder, err)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

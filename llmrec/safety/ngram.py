@@ -20,7 +20,7 @@ __all__ = ["NGRAM_VERSION", "NgramRegression"]
 NGRAM_VERSION = 1  # bump when the features or the fit change: cached fits are then redone
 PREFIX = "ngram."
 KEYS = tuple(PREFIX + k for k in ("vocab", "idf", "weight", "bias"))
-_FEATURES = {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True,
+FEATURES = {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True,
              "lowercase": True}
 
 
@@ -35,7 +35,7 @@ class NgramRegression:
             raise ValueError(f"n-gram regression: {len(vocab)} n-grams, {len(idf)} idf weights, "
                              f"weight {weight.shape} and bias {bias.shape} do not match")
         self.vocab, self.idf, self.weight, self.bias = vocab, idf, weight, bias
-        self._vectorizer = TfidfVectorizer(vocabulary=vocab, **_FEATURES)
+        self._vectorizer = TfidfVectorizer(vocabulary=vocab, **FEATURES)
         self._vectorizer.idf_ = idf
 
     @classmethod
@@ -43,20 +43,16 @@ class NgramRegression:
         """Class-balanced softmax regression (lbfgs: deterministic) on n-grams seen in at least
         two training texts."""
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
 
-        vectorizer = TfidfVectorizer(min_df=2, **_FEATURES)
-        x = vectorizer.fit_transform(list(texts))
-        reg = LogisticRegression(C=float(c), class_weight="balanced", max_iter=5000).fit(x, y)
-        if reg.coef_.shape[0] == 1:
-            raise ValueError("n-gram regression needs benign and at least two harm classes")
-        order = np.argsort(reg.classes_)
+        from llmrec.safety.semantic import fit_regression
+
+        vectorizer = TfidfVectorizer(min_df=2, **FEATURES)
+        x = vectorizer.fit_transform(list(texts))  # (n, V) sparse
+        weight, bias = fit_regression(x, np.asarray(y), c)
         vocab = [""] * len(vectorizer.vocabulary_)
         for gram, column in vectorizer.vocabulary_.items():
             vocab[column] = gram
-        return cls(vocab, np.asarray(vectorizer.idf_, dtype=np.float64),
-                   np.asarray(reg.coef_, dtype=np.float64)[order],
-                   np.asarray(reg.intercept_, dtype=np.float64)[order])
+        return cls(vocab, np.asarray(vectorizer.idf_, dtype=np.float64), weight, bias)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         x = self._vectorizer.transform(list(texts))  # (n, V) sparse, rows unit-norm
@@ -77,8 +73,10 @@ class NgramRegression:
     def from_state(cls, state: dict[str, Any], where: str) -> NgramRegression:
         """Rebuild from :meth:`state`'s tensors, strictly (``where`` names the file)."""
         missing = sorted(set(KEYS) - set(state))
-        if missing:
-            raise ValueError(f"{where}: missing keys {missing} for the n-gram member")
+        extra = sorted(k for k in state if k.startswith(PREFIX) and k not in KEYS)
+        if missing or extra:
+            raise ValueError(f"{where}: missing keys {missing}, unexpected keys {extra[:5]} "
+                             f"for the n-gram member")
         vocab = bytes(state[PREFIX + "vocab"].numpy().tobytes()).decode("utf-8").split("\n")
         try:
             return cls(vocab, state[PREFIX + "idf"].double().numpy(),

@@ -9,7 +9,8 @@ authors) or the operator's own files. Members: ``lora`` fine-tunes the encoder w
 adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
 disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings (~30 s,
 also cached); ``ngram`` one on character n-grams (:mod:`llmrec.safety.ngram`, ~10 s, cached).
-``ensemble`` (the default, all three) scores the mean of their harm log-odds: they read
+``ensemble`` (:class:`~llmrec.safety.OfflineToxicityClassifier`'s default, all three)
+scores the mean of their harm log-odds: they read
 different things (the fine-tuned classifier the wording, the frozen embeddings the topic, the
 n-grams the spelling; out-of-fold log-odds correlate 0.83-0.87), so their errors partly
 cancel.
@@ -47,6 +48,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from llmrec.data.errors import logger
 
 __all__ = [
     "DEFAULT_EXAMPLES",
@@ -146,16 +149,19 @@ class SemanticSettings:
                   "adapter and a linear head (llmrec.safety.finetuned; trained once, about "
                   "8-12 min on one CPU thread, then cached on disk; out-of-fold recall 0.68 "
                   "with the rest of the filter at FBR 0.012); 'regression' = a softmax "
-                  "regression on the frozen encoder's embeddings (seconds; 0.69 at FBR 0.02); "
-                  "'ensemble' = both, scored by the mean of their harm log-odds (0.81 at FBR "
-                  "0.018)."},
+                  "regression on the frozen encoder's embeddings (~30 s, cached; 0.69 at FBR "
+                  "0.02); 'ngram' = one on character n-grams (~10 s, cached; 0.55 at FBR "
+                  "0.011); 'ensemble' = several (members), scored by the mean of their harm "
+                  "log-odds (all three: 0.85 at FBR 0.016; OfflineToxicityClassifier's "
+                  "default)."},
     )
     c: float = field(default=30.0, metadata={"help": "Inverse L2 strength of the regression."})
     ngram_c: float = field(
         default=30.0, metadata={"help": "Inverse L2 strength of the n-gram regression."})
-    members: tuple[str, ...] = field(
-        default=MEMBERS,
-        metadata={"help": f"'ensemble': the members it averages, two or more of {MEMBERS}."},
+    members: tuple[str, ...] | None = field(
+        default=None,
+        metadata={"help": f"'ensemble' only: the members it averages, two or more of "
+                  f"{MEMBERS}; None = all of them."},
     )
     margin: float | None = field(
         default=None,
@@ -175,12 +181,20 @@ class SemanticSettings:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"semantic method must be one of {METHODS}, got {self.method!r}")
-        if isinstance(self.members, str) or not isinstance(self.members, (list, tuple)) or (
+        if self.members is not None and self.method != "ensemble":
+            raise ValueError(f"semantic members are for method 'ensemble' only, got members "
+                             f"{self.members!r} with method {self.method!r}")
+        if self.method == "ensemble" and self.members is None:
+            self.members = MEMBERS
+        if self.members is None:
+            pass
+        elif isinstance(self.members, str) or not isinstance(self.members, (list, tuple)) or (
                 len(set(self.members)) < 2 or len(set(self.members)) != len(self.members)
                 or not set(self.members) <= set(MEMBERS)):
             raise ValueError(f"semantic members must be two or more distinct of {MEMBERS}, "
                              f"got {self.members!r}")
-        self.members = tuple(m for m in MEMBERS if m in self.members)  # canonical order
+        else:
+            self.members = tuple(m for m in MEMBERS if m in self.members)  # canonical order
         if self.margin is None and self.method == "ensemble":
             if self.members not in ENSEMBLE_MARGINS:
                 raise ValueError(f"semantic margin: no cross-validated default for the ensemble "
@@ -218,7 +232,7 @@ class SemanticSettings:
 
     def uses(self) -> tuple[str, ...]:
         """The members this layer is made of: the method itself, or the ensemble's."""
-        return self.members if self.method == "ensemble" else (self.method,)
+        return self.members if self.members is not None else (self.method,)
 
     def example_paths(self) -> tuple[str, ...]:
         return self.examples if self.examples is not None else tuple(map(str, DEFAULT_EXAMPLES))
@@ -227,7 +241,7 @@ class SemanticSettings:
 class SemanticHarmModel:
     """The trained layer: ``scores(texts, dampen)`` -> (score in [0, 1], top category) per text.
 
-    Build with :meth:`get`, which trains once per (encoder, examples, c) and process."""
+    Build with :meth:`get`, which builds once per settings, example files and process."""
 
     _cache: ClassVar[dict[tuple[Any, ...], SemanticHarmModel]] = {}
     _lock = threading.Lock()
@@ -298,9 +312,10 @@ class SemanticHarmModel:
         names = {_REGRESSION + "weight", _REGRESSION + "bias"}
         where = f"semantic weights {self.settings.weights}"
         missing = sorted(names - set(saved))
-        if missing:
-            raise ValueError(f"{where}: missing keys {missing} for the "
-                             f"{self.settings.method!r} layer")
+        extra = sorted(k for k in saved if k.startswith(_REGRESSION) and k not in names)
+        if missing or extra:
+            raise ValueError(f"{where}: missing keys {missing}, unexpected keys {extra[:5]} "
+                             f"for the {self.settings.method!r} layer's regression")
         weight = saved[_REGRESSION + "weight"].double().numpy()
         bias = saved[_REGRESSION + "bias"].double().numpy()
         dim = (getattr(self.encoder, "get_embedding_dimension", None)  # sentence-transformers 5
@@ -312,57 +327,65 @@ class SemanticHarmModel:
         return weight, bias
 
     def _regression(self, texts: list[str], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The regression for these examples: from the cache folder if fitted before (the
-        fit is deterministic, but embedding its ~5k training texts takes ~30 s on a CPU),
-        else fitted now and saved there atomically."""
+        """The regression for these examples (deterministic, but embedding its ~5k training
+        texts takes ~30 s on a CPU): cached like every member."""
         import torch
 
-        from llmrec.data.sources.cache import cache_dir
         from llmrec.models.embedding_cache import tensors_digest
-        from llmrec.safety.finetuned import read_tensors, save_entry
 
         vocab = json.dumps(sorted(self.encoder.tokenizer.get_vocab().items()))
         spec = {"encoder": tensors_digest(self.encoder.state_dict().items()),
-                "vocab": hashlib.sha256(vocab.encode()).hexdigest(), "classes": self.classes,
-                "examples": self.examples_sha256, "c": float(self.settings.c),
-                "version": REGRESSION_VERSION}
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
-        try:
-            folder: Path | None = cache_dir() / "safety" / f"semantic-regression-{key}"
-        except OSError:  # a read-only home: fit, keep it in memory only
-            folder = None
-        if folder is not None and (folder / "regression.safetensors").is_file():
-            saved = read_tensors(folder / "regression.safetensors",
-                                 "; delete the folder to refit")
-            return saved["weight"].double().numpy(), saved["bias"].double().numpy()
-        weight, bias = fit_regression(self._embed(texts), y, self.settings.c)
-        if folder is not None:
-            save_entry(folder, "regression.safetensors",
-                       {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)},
-                       {"model": self.settings.model, **spec})
-        return weight, bias
+                "vocab": hashlib.sha256(vocab.encode()).hexdigest(),
+                "max_seq_length": self.encoder.max_seq_length,
+                "modules": [type(m).__name__ for m in self.encoder],
+                "c": float(self.settings.c), "version": REGRESSION_VERSION}
+
+        def fit() -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+            weight, bias = fit_regression(self._embed(texts), y, self.settings.c)
+            return (weight, bias), {"weight": torch.from_numpy(weight),
+                                    "bias": torch.from_numpy(bias)}
+
+        return self._cached("regression", spec, texts, y, fit, lambda t, where: (
+            t["weight"].double().numpy(), t["bias"].double().numpy()))
 
     def _ngram(self, texts: list[str], y: np.ndarray) -> Any:
-        """The n-gram member for these examples: from the cache folder if fitted before, else
-        fitted now (~10 s) and saved there atomically."""
+        """The n-gram member for these examples (~10 s to fit): cached like every member."""
+        from llmrec.safety.ngram import FEATURES, NGRAM_VERSION, NgramRegression
+
+        def fit() -> tuple[NgramRegression, dict[str, Any]]:
+            member = NgramRegression.fit(texts, y, self.settings.ngram_c)
+            return member, member.state()
+
+        return self._cached("ngram", {"c": float(self.settings.ngram_c),
+                                      "features": repr(sorted(FEATURES.items())),
+                                      "version": NGRAM_VERSION},
+                            texts, y, fit, NgramRegression.from_state)
+
+    def _cached(self, kind: str, spec: dict[str, Any], texts: list[str], y: np.ndarray,
+                fit: Any, load: Any) -> Any:
+        """A member from ``$LLMREC_CACHE/safety/semantic-<kind>-<key>/<kind>.safetensors`` if
+        fitted before (``load(tensors, where)``), else ``fit()`` -> (member, tensors), saved
+        there atomically. The key covers ``spec`` and the exact training texts and labels."""
         from llmrec.data.sources.cache import cache_dir
         from llmrec.safety.finetuned import read_tensors, save_entry
-        from llmrec.safety.ngram import NGRAM_VERSION, NgramRegression
 
-        spec = {"classes": self.classes, "examples": self.examples_sha256,
-                "c": float(self.settings.ngram_c), "version": NGRAM_VERSION}
+        training = hashlib.sha256(json.dumps([list(texts), np.asarray(y).tolist()]).encode())
+        spec = {**spec, "classes": list(self.classes), "training": training.hexdigest()}
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
         try:
-            folder: Path | None = cache_dir() / "safety" / f"semantic-ngram-{key}"
-        except OSError:  # a read-only home: fit, keep it in memory only
+            folder: Path | None = cache_dir() / "safety" / f"semantic-{kind}-{key}"
+        except OSError as err:  # a read-only home: fit, keep it in memory only
+            logger.warning("safety %s member: no writable cache folder (%s); it is fitted in "
+                           "memory and not kept (set LLMREC_CACHE to a writable folder)",
+                           kind, err)
             folder = None
-        entry = folder / "ngram.safetensors" if folder is not None else None
+        entry = folder / f"{kind}.safetensors" if folder is not None else None
         if entry is not None and entry.is_file():
-            return NgramRegression.from_state(read_tensors(entry, "; delete the folder to refit"),
-                                              str(entry))
-        member = NgramRegression.fit(texts, y, self.settings.ngram_c)
+            return load(read_tensors(entry, "; delete the folder to refit"), str(entry))
+        member, tensors = fit()
         if folder is not None:
-            save_entry(folder, "ngram.safetensors", member.state(), spec)
+            save_entry(folder, f"{kind}.safetensors", tensors,
+                       {"model": self.settings.model, "examples": self.examples_sha256, **spec})
         return member
 
     def state(self) -> dict[str, Any]:
@@ -383,9 +406,12 @@ class SemanticHarmModel:
         paths = settings.example_paths()
         stamps = tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
                        for p in paths)
+        weights = None if settings.weights is None else (
+            settings.weights, Path(settings.weights).stat().st_mtime_ns
+            if Path(settings.weights).exists() else None)  # a re-saved file is read anew
         key = (settings.model, stamps, settings.method, float(settings.c),
                float(settings.ngram_c), settings.members, float(settings.margin), settings.r,
-               settings.epochs, settings.batch_size, settings.weights)
+               settings.epochs, settings.batch_size, weights)
         with cls._lock:
             if key not in cls._cache:
                 cls._cache[key] = cls(settings)
