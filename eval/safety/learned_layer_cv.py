@@ -206,15 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     for combo in itertools.product(*(grids[m] for m in members)):
         for member, c in zip(members, combo, strict=True):
             if (member, c) not in cache:
-                cache[member, c] = cross_validated(member, c, reps)
+                cache[member, c] = logits, ml_logits = cross_validated(member, c, reps)
+                if args.save:  # once per member and strength
+                    np.savez(f"{args.save}-{member}-{c}.npz", logits=logits,
+                             ml_logits=ml_logits, harmful=harmful, product=product,
+                             must_pass=must_pass, other=other, parts=parts, parts_m=parts_m,
+                             damp=damp, other_m=other_m, damp_m=damp_m, y=y)
         chosen = [cache[m, c] for m, c in zip(members, combo, strict=True)]
-        if args.save:
-            for (member, c), (logits, ml_logits) in zip(zip(members, combo, strict=True), chosen,
-                                                       strict=True):
-                np.savez(f"{args.save}-{member}-{c}.npz", logits=logits, ml_logits=ml_logits,
-                         harmful=harmful, product=product, must_pass=must_pass, other=other,
-                         parts=parts, parts_m=parts_m,
-                         damp=damp, other_m=other_m, damp_m=damp_m, y=y)
         # the library's score: the mean of the members' harm log-odds, then the margin
         z = np.mean([harm_logodds(lg) for lg, _ in chosen], axis=0)  # (reps, n)
         z_m = (np.mean([harm_logodds(ml) for _, ml in chosen], axis=0)

@@ -43,7 +43,7 @@ import json
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,7 +75,6 @@ DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
 ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 3.25}
 REGRESSION_VERSION = 1  # bump when the regression's fit changes: cached fits are then redone
 _REGRESSION = "regression."  # a saved layer's regression tensors: weight (K, D), bias (K,)
-NGRAM_PREFIX = "ngram."  # a saved layer's n-gram member (llmrec.safety.ngram)
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
@@ -184,17 +183,14 @@ class SemanticSettings:
         if self.members is not None and self.method != "ensemble":
             raise ValueError(f"semantic members are for method 'ensemble' only, got members "
                              f"{self.members!r} with method {self.method!r}")
-        if self.method == "ensemble" and self.members is None:
-            self.members = MEMBERS
-        if self.members is None:
-            pass
-        elif isinstance(self.members, str) or not isinstance(self.members, (list, tuple)) or (
-                len(set(self.members)) < 2 or len(set(self.members)) != len(self.members)
-                or not set(self.members) <= set(MEMBERS)):
-            raise ValueError(f"semantic members must be two or more distinct of {MEMBERS}, "
-                             f"got {self.members!r}")
-        else:
-            self.members = tuple(m for m in MEMBERS if m in self.members)  # canonical order
+        if self.method == "ensemble":
+            members = MEMBERS if self.members is None else self.members
+            if isinstance(members, str) or not isinstance(members, (list, tuple)) or (
+                    len(set(members)) < 2 or len(set(members)) != len(members)
+                    or not set(members) <= set(MEMBERS)):
+                raise ValueError(f"semantic members must be two or more distinct of {MEMBERS}, "
+                                 f"got {members!r}")
+            self.members = tuple(m for m in MEMBERS if m in members)  # canonical order
         if self.margin is None and self.method == "ensemble":
             if self.members not in ENSEMBLE_MARGINS:
                 raise ValueError(f"semantic margin: no cross-validated default for the ensemble "
@@ -264,20 +260,15 @@ class SemanticHarmModel:
         path = resolve_model_path(settings.model)
         self.encoder = self.classifier = self.ngram = None
         uses = settings.uses()
-        saved = None  # a saved layer's tensors: the adapter + head, "regression.*", "ngram.*"
+        saved = None  # a saved layer's tensors per member: {"lora": adapter + head, ...}
         if settings.weights is not None:
-            from llmrec.safety.finetuned import read_tensors
-
-            saved = read_tensors(settings.weights)
-            self._check_saved_groups(saved, uses)
+            saved = self._saved_members(uses)
         if "lora" in uses:
             from llmrec.safety.finetuned import LoraHarmClassifier, load_or_train, load_weights
 
             if saved is not None:
-                own = {k: v for k, v in saved.items()
-                       if not k.startswith((_REGRESSION, NGRAM_PREFIX))}
                 self.classifier = load_weights(
-                    LoraHarmClassifier(path, len(self.classes), settings.r), own,
+                    LoraHarmClassifier(path, len(self.classes), settings.r), saved["lora"],
                     f" in semantic weights {settings.weights}")
             else:
                 self.classifier = load_or_train(path, texts, y, len(self.classes),
@@ -286,33 +277,40 @@ class SemanticHarmModel:
         if "regression" in uses:
             self.encoder = SentenceTransformer(path, device="cpu")
             if saved is not None:
-                self.weight, self.bias = self._saved_regression(saved)
+                self.weight, self.bias = self._saved_regression(saved["regression"])
             else:
                 self.weight, self.bias = self._regression(texts, y)
         if "ngram" in uses:
             from llmrec.safety.ngram import NgramRegression
 
-            self.ngram = (NgramRegression.from_state(saved, f"semantic weights {settings.weights}")
+            self.ngram = (NgramRegression.from_state(saved["ngram"],
+                                                     f"semantic weights {self.settings.weights}")
                           if saved is not None else self._ngram(texts, y))
 
-    def _check_saved_groups(self, saved: dict[str, Any], uses: tuple[str, ...]) -> None:
-        """A saved layer holds tensors of exactly the members this one uses."""
-        groups = {"regression": sorted(k for k in saved if k.startswith(_REGRESSION)),
-                  "ngram": sorted(k for k in saved if k.startswith(NGRAM_PREFIX))}
-        groups["lora"] = sorted(set(saved) - set(groups["regression"]) - set(groups["ngram"]))
-        for member, keys in groups.items():
-            if keys and member not in uses:
+    def _saved_members(self, uses: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """The saved layer's tensors, split by member (``regression.*``, ``ngram.*``, the rest
+        the fine-tuned one's); tensors of a member this layer does not use are an error."""
+        from llmrec.safety.finetuned import read_tensors
+        from llmrec.safety.ngram import PREFIX as NGRAM
+
+        groups: dict[str, dict[str, Any]] = {"regression": {}, "ngram": {}, "lora": {}}
+        for name, tensor in read_tensors(self.settings.weights).items():
+            member = ("regression" if name.startswith(_REGRESSION)
+                      else "ngram" if name.startswith(NGRAM) else "lora")
+            groups[member][name] = tensor
+        for member, tensors in groups.items():
+            if tensors and member not in uses:
                 raise ValueError(f"semantic weights {self.settings.weights}: unexpected keys "
-                                 f"{keys[:5]} for the {self.settings.method!r} layer (members "
-                                 f"{uses})")
+                                 f"{sorted(tensors)[:5]} for the {self.settings.method!r} layer "
+                                 f"(members {uses})")
+        return groups
 
     def _saved_regression(self, saved: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """The regression of a saved layer, strictly: exactly its two tensors (besides the
-        fine-tuned member's, for the ensemble), shaped for these classes and this encoder."""
+        """The regression of a saved layer (its ``regression.*`` tensors), strictly: exactly
+        weight and bias, shaped for these classes and this encoder."""
         names = {_REGRESSION + "weight", _REGRESSION + "bias"}
         where = f"semantic weights {self.settings.weights}"
-        missing = sorted(names - set(saved))
-        extra = sorted(k for k in saved if k.startswith(_REGRESSION) and k not in names)
+        missing, extra = sorted(names - set(saved)), sorted(set(saved) - names)
         if missing or extra:
             raise ValueError(f"{where}: missing keys {missing}, unexpected keys {extra[:5]} "
                              f"for the {self.settings.method!r} layer's regression")
@@ -403,15 +401,12 @@ class SemanticHarmModel:
 
     @classmethod
     def get(cls, settings: SemanticSettings) -> SemanticHarmModel:
-        paths = settings.example_paths()
-        stamps = tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
-                       for p in paths)
-        weights = None if settings.weights is None else (
-            settings.weights, Path(settings.weights).stat().st_mtime_ns
-            if Path(settings.weights).exists() else None)  # a re-saved file is read anew
-        key = (settings.model, stamps, settings.method, float(settings.c),
-               float(settings.ngram_c), settings.members, float(settings.margin), settings.r,
-               settings.epochs, settings.batch_size, weights)
+        # every setting, plus the files' modification times: an edited examples file or a
+        # re-saved weights file is read anew
+        files = (*settings.example_paths(), *([settings.weights] if settings.weights else []))
+        key = (astuple(settings),
+               tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
+                     for p in files))
         with cls._lock:
             if key not in cls._cache:
                 cls._cache[key] = cls(settings)
@@ -434,6 +429,8 @@ class SemanticHarmModel:
                 ) -> tuple[np.ndarray, list[str], np.ndarray]:
         """:meth:`scores` plus each text's raw harm probability 1 - P(benign) (no margin, no
         dampening; 4 decimals), from the same forward pass."""
+        from scipy.special import log_softmax
+
         if not texts:
             return np.zeros(0), [], np.zeros(0)
         parts = []  # (n, K) logits per member: fine-tuned classifier, regression, n-grams
@@ -452,7 +449,7 @@ class SemanticHarmModel:
             score = logodds_score(z, float(self.settings.margin), dampen)
             harm = 1.0 / (1.0 + np.exp(-z))
             # the top harm class by the members' summed log-probabilities
-            logits = np.sum([p - _logsumexp(p) for p in parts], axis=0)  # (n, K)
+            logits = np.sum([log_softmax(p, axis=-1) for p in parts], axis=0)  # (n, K)
         # 4 decimals: a text's score then does not depend on the batch it was padded in
         score = np.round(score, 4)
         top = [self.classes[1 + int(i)] for i in logits[:, 1:].argmax(axis=1)]
@@ -509,7 +506,3 @@ def harm_score(logits: np.ndarray, margin: float, dampen: np.ndarray) -> np.ndar
     """sigmoid(logit(1 - P(benign)) - margin) ** (1 / dampen), per row of ``logits`` (n, K)."""
     return logodds_score(harm_logodds(logits), margin, dampen)
 
-
-def _logsumexp(logits: np.ndarray) -> np.ndarray:
-    top = logits.max(axis=-1, keepdims=True)
-    return top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
