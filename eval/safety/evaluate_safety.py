@@ -101,6 +101,10 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
+    found["offline, the layer also vetoes the lexicon (lexicon_veto 0.05, profanity_veto "
+          "0.05; registered with holdout 12)"] = (
+        lambda: SafetyFilter(OfflineToxicityClassifier(
+            lexicon_path=args.lexicon, lexicon_veto=0.05, profanity_veto=0.05), policy))
     found["offline, learned layer = ensemble of fine-tuned and regression (the default until "
           "holdout 11)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
@@ -157,10 +161,13 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout12", _EVAL + "safety_holdout12.jsonl",
+     "holdout 12 (judges the lexicon veto, not trained on)",
+     "The newest holdout, by a fourteenth author: scored once with and without the "
+     "lexicon veto (registered with it); never trained on."),
     ("--holdout11", _EVAL + "safety_holdout11.jsonl",
      "holdout 11 (spent: judged the n-gram member, not trained on)",
-     "The newest holdout, by a thirteenth author: scored once with the two- and the "
-     "three-member ensemble (registered with it; the latter shipped); never trained on."),
+     "Holdout 11 (by a thirteenth author; judged the n-gram member, then spent)."),
     ("--holdout10", _EVAL + "safety_holdout10.jsonl",
      "holdout 10 (spent: judged the ensemble change, not trained on)",
      "Holdout 10 (by a twelfth author; judged the ensemble change, then spent)."),

@@ -3,7 +3,7 @@
     .venv/bin/python eval/safety/learned_layer_cv.py --ml100k --max-ml-blocks 3  # fine-tuned
     .venv/bin/python eval/safety/learned_layer_cv.py --method regression --ml100k --max-ml-blocks 3
     .venv/bin/python eval/safety/learned_layer_cv.py --method ensemble --members lora \
-        regression ngram --c 30 --ml100k --max-ml-blocks 3 [--reuse-lora OOF.npz]
+        regression ngram --c 30 --ml100k --max-ml-blocks 3 [--reuse-lora OOF.npz] [--veto-grid]
 
 Out-of-fold scores (stratified 5-fold; 3 repeats for the regressions, 1 for the fine-tuned
 classifier, which trains in minutes per fold, and for any ensemble that includes it, scored
@@ -17,6 +17,9 @@ the rest of the offline filter, is <= ``--max-fbr``; which blocks at most
 out of fold too; a blocked LLM explanation falls back to the template sentence); and, with
 ``--ml100k``, at most ``--max-ml-blocks`` MovieLens item texts, rendered or bare title,
 that the rest of the filter lets pass (scored by the model trained on all examples).
+The learned layer vetoes the rest of the filter's profanity-check and lexicon blocks where its
+out-of-fold harm probability is under ``--profanity-veto`` / ``--lexicon-veto`` (the library's
+``OfflineToxicityClassifier`` fields); ``--veto-grid`` prints the errors per pair of vetoes.
 Prints recall of the layer alone and combined. The holdouts
 (``eval/safety/safety_holdout*.jsonl``) are never read here.
 """
@@ -35,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter
 from llmrec.safety.finetuned import LoraHarmClassifier
 from llmrec.safety.finetuned import train as finetune_train
-from llmrec.safety.lexicon import Lexicon
+from llmrec.safety.lexicon import LEXICON_LABELS, Lexicon
 from llmrec.safety.ngram import NgramRegression
 from llmrec.safety.semantic import (
     DEFAULT_EXAMPLES,
@@ -73,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
                         default=OfflineToxicityClassifier.profanity_veto,
                         help="OfflineToxicityClassifier.profanity_veto: profanity-check blocks "
                         "count only where the layer's out-of-fold harm probability is >= this.")
+    parser.add_argument("--lexicon-veto", type=float,
+                        default=OfflineToxicityClassifier.lexicon_veto,
+                        help="OfflineToxicityClassifier.lexicon_veto: the lexicon's blocks "
+                        "count only where the layer's out-of-fold harm probability is >= this.")
+    parser.add_argument("--veto-grid", action="store_true",
+                        help="Also print, at each chosen margin, the out-of-fold errors (missed "
+                        "harmful + blocked benign product texts) per lexicon veto x profanity "
+                        "veto (how the shipped vetoes were chosen: the fewest errors, ties to "
+                        "the smaller vetoes).")
     parser.add_argument("--ml100k", action="store_true")
     parser.add_argument("--ml100k-cache", default=None)
     parser.add_argument("--max-ml-blocks", type=int, default=0,
@@ -111,17 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     rest = SafetyFilter(OfflineToxicityClassifier(semantic=False))
 
     def context(t: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Dampening per text, and (n, 2) bool: blocked by the rest of the filter for a
-        reason other than profanity-check's 'toxicity' / for that reason (the learned layer
-        can veto the latter: --profanity-veto)."""
+        """Dampening per text, and (n, 3) bool: blocked by the rest of the filter for one of
+        the lexicon's labels / for profanity-check's 'toxicity' (the learned layer can veto
+        both: --lexicon-veto, --profanity-veto) / for a policy rule (never vetoed)."""
         damp = np.array([lexicon.context_factor(lexicon.analyze(x)) for x in t])
         parts = [({r.label for r in v.reasons if r.action == "block"}) for v in rest.check(t)]
-        return damp, np.array([[bool(p - {"toxicity"}), "toxicity" in p] for p in parts])
+        return damp, np.array([[bool(p & set(LEXICON_LABELS)), "toxicity" in p,
+                                bool(p - {"toxicity", *LEXICON_LABELS})] for p in parts])
 
-    def rest_blocks(parts: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def rest_blocks(parts: np.ndarray, z: np.ndarray, lexicon_veto: float | None = None,
+                    profanity_veto: float | None = None) -> np.ndarray:
         """The rest of the filter's blocks once the layer (these harm log-odds) may veto."""
-        keep = 1 / (1 + np.exp(-z)) >= args.profanity_veto if args.profanity_veto else True
-        return parts[..., 0] | (parts[..., 1] & keep)
+        lv = args.lexicon_veto if lexicon_veto is None else lexicon_veto
+        pv = args.profanity_veto if profanity_veto is None else profanity_veto
+        harm = 1 / (1 + np.exp(-z))
+        return (parts[..., 0] & (harm >= lv)) | (parts[..., 1] & (harm >= pv)) | parts[..., 2]
 
     x, (damp, parts) = embed(texts), context(texts)
     other = parts.any(-1)  # without the veto
@@ -184,6 +200,26 @@ def main(argv: list[str] | None = None) -> int:
                 ml_logits = fine_tuned(everything).logits(extra)
         return logits, ml_logits
 
+    def veto_grid(blocked: np.ndarray, z: np.ndarray) -> None:
+        """Out-of-fold errors per (lexicon veto, profanity veto) at this margin."""
+        pvs = [0.0, 0.01, 0.02, 0.03, 0.05, 0.1]
+        print("\n  errors = missed harmful + blocked product texts (mean over repeats); "
+              "rows: lexicon veto, columns: profanity veto\n\n  | lexicon veto | "
+              + " | ".join(f"{v:g}" for v in pvs) + " |\n  |---|" + "---|" * len(pvs))
+        best = None
+        for lv in [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.2, 0.3, 0.5]:
+            cells = []
+            for pv in pvs:
+                comb = blocked | np.array([rest_blocks(parts, z[r], lv, pv)
+                                           for r in range(len(z))])
+                miss, fb = (~comb[:, harmful]).sum(1).mean(), comb[:, product].sum(1).mean()
+                cells.append(f"{miss + fb:g} ({miss:g} + {fb:g})")
+                if best is None or miss + fb < best[0]:
+                    best = (miss + fb, lv, pv)
+            print(f"  | {lv:g} | " + " | ".join(cells) + " |")
+        print(f"\n  fewest errors: {best[0]:g} at lexicon veto {best[1]:g}, profanity veto "
+              f"{best[2]:g}\n")
+
     print("\n| c | margin | OOF recall, layer alone | OOF recall, combined | OOF FBR, combined |"
           "\n|---|---|---|---|---|")
     members = tuple(m for m in MEMBERS if m in (
@@ -232,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             if ok:
                 print(f"| {name} | {margin:.2f} | {blocked[:, harmful].mean():.3f} | "
                       f"{combined[:, harmful].mean():.3f} | {combined[:, product].mean():.3f} |")
+                if args.veto_grid:
+                    veto_grid(blocked, z)
                 break
         else:
             print(f"| {name} | none < 16 | - | - | - |")

@@ -125,6 +125,17 @@ class OfflineToxicityClassifier:
             "examples (eval/safety/README.md)."
         },
     )
+    lexicon_veto: float = field(
+        default=0.0,
+        metadata={
+            "help": "With the learned layer on: the lexicon's labels (insult, threat, "
+            "identity_attack, sexual_explicit, self_harm) count only where the layer's harm "
+            "probability is >= this, so a place name or a title the layer recognises as "
+            "harmless ('Kill All Hippies', a magnet from Dildo, Newfoundland) is not blocked "
+            "for one phrase; 0 = off. Policy terms and patterns are never vetoed: put terms "
+            "that must always block there."
+        },
+    )
     lexicon_path: str | None = field(
         default=None,
         metadata={"help": "A lexicon YAML file replacing the shipped llmrec/safety/lexicon.yaml."},
@@ -194,6 +205,9 @@ class OfflineToxicityClassifier:
         veto = self.profanity_veto
         if isinstance(veto, bool) or not isinstance(veto, (int, float)) or not 0 <= veto <= 1:
             raise ValueError(f"profanity_veto must be a number in [0, 1], got {veto!r}")
+        veto = self.lexicon_veto
+        if isinstance(veto, bool) or not isinstance(veto, (int, float)) or not 0 <= veto <= 1:
+            raise ValueError(f"lexicon_veto must be a number in [0, 1], got {veto!r}")
         if self.lexicon_path is not None and not isinstance(self.lexicon_path, str):
             raise ValueError(f"lexicon_path must be None or a file path, got {self.lexicon_path!r}")
         if not isinstance(self.semantic, bool):
@@ -268,6 +282,15 @@ class OfflineToxicityClassifier:
             for ev, v, cat, d in zip(evidence, value, top, dampen, strict=True):
                 ev["semantic"] = f"closest harm: {cat} ({v:.2f}" + (
                     ")" if d == 1.0 else f", context-dampened x{d:g})")
+            if self.lexicon_veto > 0:
+                vetoed = harm < self.lexicon_veto  # (n,)
+                for label in LEXICON_LABELS:
+                    hit = vetoed & (scores[label] > 0)
+                    scores[label] = np.where(vetoed, 0.0, scores[label])
+                    for i in np.flatnonzero(hit):
+                        evidence[i][label] = (
+                            f"{evidence[i].get(label, '')} (vetoed: learned-layer harm "
+                            f"probability {harm[i]:.4f} < {self.lexicon_veto:g})").lstrip()
             if self.use_profanity_model and self.profanity_veto > 0:
                 vetoed = harm < self.profanity_veto  # (n,) the layer sees no harm at all
                 scores["toxicity"] = np.where(vetoed, 0.0, scores["toxicity"])
