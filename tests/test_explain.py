@@ -220,16 +220,19 @@ def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer)
     assert e.text == "Because you watched Heat." and e.safe
     assert [c.item_id for c in e.evidence] == ["h1"]
     assert e.method.startswith("template (fewer items; safety: classifier:offline:")
-    # the fine-tuned learned layer sees no harm in it (harm probability 0.006 < the veto's
-    # 0.01) and vetoes that score
-    vetoing = Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
-                        SafetyFilter(OfflineToxicityClassifier(semantic_method="lora")))
-    e = vetoing.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
-    assert e.text == "Because you watched Liar Liar and Heat." and e.safe
-    # the default ensemble's probability is higher (its regression members read "Liar" as
-    # insult-adjacent): no veto, the title is dropped as with the strict filter (7 of
-    # MovieLens' 1,682 "Because you watched <title>." sentences blocked, 9 with 'lora')
-    e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    # the learned layer sees no harm in it (harm probability 0.018 for the default ensemble,
+    # 0.006 for the fine-tuned member alone, both < the veto's 0.05) and vetoes that score
+    # (5 of MovieLens' 1,682 "Because you watched <title>." sentences stay blocked, 7 with the
+    # vetoes before holdout 12)
+    for vetoing in (explainer, Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
+                                         SafetyFilter(OfflineToxicityClassifier(
+                                             semantic_method="lora")))):
+        e = vetoing.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+        assert e.text == "Because you watched Liar Liar and Heat." and e.safe
+    # the vetoes as they were before holdout 12: the ensemble's 0.018 >= 0.01, no veto
+    before = Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
+                       SafetyFilter(OfflineToxicityClassifier(profanity_veto=0.01)))
+    e = before.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
     assert e.text == "Because you watched Heat." and e.safe
 
 

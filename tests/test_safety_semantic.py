@@ -128,7 +128,7 @@ def test_learned_layer_vetoes_profanity_in_harmless_titles():
                 "Shitty Kitty litter box scoop"]
     abuse = ["Fuck you, you worthless idiot"]
     default, off = OfflineToxicityClassifier(), OfflineToxicityClassifier(profanity_veto=0.0)
-    assert default.profanity_veto == 0.01
+    assert (default.profanity_veto, default.lexicon_veto) == (0.05, 0.05)
     verdicts = SafetyFilter(default).check(harmless + abuse)
     assert [v.blocked for v in verdicts] == [False, False, True]
     assert all(v.blocked for v in SafetyFilter(off).check(harmless + abuse))

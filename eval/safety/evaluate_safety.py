@@ -101,10 +101,9 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
-    found["offline, the layer also vetoes the lexicon (lexicon_veto 0.05, profanity_veto "
-          "0.05; registered with holdout 12)"] = (
+    found["offline, vetoes as before holdout 12 (profanity_veto 0.01, no lexicon_veto)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, lexicon_veto=0.05, profanity_veto=0.05), policy))
+            lexicon_path=args.lexicon, lexicon_veto=0.0, profanity_veto=0.01), policy))
     found["offline, learned layer = ensemble of fine-tuned and regression (the default until "
           "holdout 11)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
@@ -162,9 +161,9 @@ _SPENT = "(spent: scored once, not trained on)"
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout12", _EVAL + "safety_holdout12.jsonl",
-     "holdout 12 (judges the lexicon veto, not trained on)",
-     "The newest holdout, by a fourteenth author: scored once with and without the "
-     "lexicon veto (registered with it); never trained on."),
+     "holdout 12 (spent: judged the lexicon veto, not trained on)",
+     "Holdout 12 (by a fourteenth author; scored once with and without the lexicon veto, "
+     "which shipped; then spent)."),
     ("--holdout11", _EVAL + "safety_holdout11.jsonl",
      "holdout 11 (spent: judged the n-gram member, not trained on)",
      "Holdout 11 (by a thirteenth author; judged the n-gram member, then spent)."),

@@ -116,17 +116,17 @@ class OfflineToxicityClassifier:
         },
     )
     profanity_veto: float = field(
-        default=0.01,
+        default=0.05,
         metadata={
             "help": "With the learned layer on: a profanity-check score counts only where the "
             "layer's harm probability (1 - P(benign)) is >= this, so a profane but harmless "
             "title ('Too Drunk to Fuck', a village called Fucking) is not blocked for its "
-            "words alone; 0 = off. 0.01 was measured on the out-of-fold logits of the shipped "
-            "examples (eval/safety/README.md)."
+            "words alone; 0 = off. 0.05 (with lexicon_veto 0.05) has the fewest out-of-fold "
+            "errors on the shipped examples (eval/safety/README.md)."
         },
     )
     lexicon_veto: float = field(
-        default=0.0,
+        default=0.05,
         metadata={
             "help": "With the learned layer on: the lexicon's labels (insult, threat, "
             "identity_attack, sexual_explicit, self_harm) count only where the layer's harm "
