@@ -88,10 +88,6 @@ LAYER_NAMES = {"lora": "fine-tuned", "regression": "regression on frozen embeddi
                "ensemble": "ensemble of fine-tuned, regression and n-grams (mean harm log-odds)"}
 
 
-# the margin the cross-validation rule gives the layer trained with sets 14-22 (README)
-CANDIDATE_MARGIN = 2.65
-
-
 def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFilter]], list[str]]:
     policy = Policy.from_file(args.policy) if args.policy else Policy.default()
     default = OfflineToxicityClassifier.semantic_method
@@ -105,14 +101,6 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
-    candidate = sorted([*(HERE.parent.parent / _DATA).glob("*.jsonl"),
-                        *(HERE / "pending").glob("examples_set*_holdout*.jsonl")],
-                       key=lambda f: f.name)  # the order the library reads them in, once moved
-    found[f"offline, trained with the spent holdouts too (sets 14-22, margin "
-          f"{CANDIDATE_MARGIN}; registered with holdout 13)"] = (
-        lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, semantic_examples=[str(f) for f in candidate],
-            semantic_margin=CANDIDATE_MARGIN), policy))
     found["offline, vetoes as before holdout 12 (profanity_veto 0.01, no lexicon_veto)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
             lexicon_path=args.lexicon, lexicon_veto=0.0, profanity_veto=0.01), policy))
@@ -173,9 +161,9 @@ _SPENT = "(spent: scored once, not trained on)"
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout13", _EVAL + "safety_holdout13.jsonl",
-     "holdout 13 (judges the spent holdouts as training data, not trained on)",
+     "holdout 13 (spent: turned down the spent holdouts as training data, not trained on)",
      "The newest holdout, by a fifteenth author: scored once with and without the spent "
-     "holdouts as training data (registered with it); never trained on."),
+     "holdouts as training data (registered with it; turned down); never trained on."),
     ("--holdout12", _EVAL + "safety_holdout12.jsonl",
      "holdout 12 (spent: judged the lexicon veto, not trained on)",
      "Holdout 12 (by a fourteenth author; scored once with and without the lexicon veto, "
