@@ -231,9 +231,17 @@ def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer)
         assert e.text == "Because you watched Liar Liar and Heat." and e.safe
     # the vetoes as they were before holdout 12: the ensemble's 0.018 >= 0.01, no veto
     before = Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
-                       SafetyFilter(OfflineToxicityClassifier(profanity_veto=0.01)))
+                       SafetyFilter(OfflineToxicityClassifier(profanity_veto=0.01,
+                                                              lexicon_veto=0.0)))
     e = before.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
     assert e.text == "Because you watched Heat." and e.safe
+    # as in recommend(): every cited item passed the filter, so the template sentence skips
+    # the learned layer's label; its veto still applies, so the title is not dropped
+    cleared = Explainer(movie_catalog(), ExplainConfig(evidence="attention"), explainer.safety,
+                        cleared=np.ones(len(ROWS), dtype=bool))
+    e = cleared.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    assert e.text == "Because you watched Liar Liar and Heat." and e.safe
+    assert e.method.startswith("template")
 
 
 def test_tiny_random_llm_fails_grounding_and_falls_back(tmp_path_factory, safety):

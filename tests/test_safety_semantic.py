@@ -178,13 +178,40 @@ def test_lexicon_veto_mechanism(monkeypatch, text, harm, veto, blocked):
     assert bool(vetoed) is (not blocked)
 
 
-def test_policy_terms_are_never_vetoed(monkeypatch):
+@pytest.mark.parametrize("policy", [{"blocked_terms": ["bitches"]},
+                                    {"blocked_patterns": [r"bitch\w*"]}])
+def test_policy_rules_are_never_vetoed(monkeypatch, policy):
+    """The lexicon and a policy rule hit the same word: the veto removes the lexicon's reason,
+    never the policy's."""
     text = "Bitches Brew, the 1970 jazz double album"
-    policy = Policy.from_dict({"blocked_terms": ["jazz"]})
     clf = OfflineToxicityClassifier(lexicon_veto=0.5, use_profanity_model=False)
     monkeypatch.setattr(clf, "semantic_model_", lambda: _FixedHarm({text: 0.0}))
-    verdict = SafetyFilter(clf, policy).check([text])[0]
-    assert verdict.blocked and [r.rule for r in verdict.reasons] == ["policy.blocked_terms"]
+    off = OfflineToxicityClassifier(lexicon_veto=0.0, use_profanity_model=False)
+    monkeypatch.setattr(off, "semantic_model_", lambda: _FixedHarm({text: 0.0}))
+    unvetoed = SafetyFilter(off, Policy.from_dict(policy)).check([text])[0]
+    assert "insult" in {r.label for r in unvetoed.reasons}
+    verdict = SafetyFilter(clf, Policy.from_dict(policy)).check([text])[0]
+    assert verdict.blocked and [r.label for r in verdict.reasons] == ["policy"]
+
+
+@pytest.mark.parametrize("harm, blocked", [(0.01, False), (0.9, True)])
+def test_vetoes_apply_when_the_layer_label_is_skipped(monkeypatch, harm, blocked):
+    """semantic=False (template explanations): no 'semantic' label, but the layer still
+    vetoes, scoring only the texts with a lexicon hit."""
+    texts = ["Bitches Brew, the 1970 jazz double album", "A calm jazz album"]
+    seen: list[list[str]] = []
+
+    class Layer(_FixedHarm):
+        def analyze(self, texts, dampen):
+            seen.append(list(texts))
+            return super().analyze(texts, dampen)
+
+    clf = OfflineToxicityClassifier(use_profanity_model=False)
+    monkeypatch.setattr(clf, "semantic_model_", lambda: Layer({texts[0]: harm}))
+    verdicts = SafetyFilter(clf).check(texts, semantic=False)
+    assert [v.blocked for v in verdicts] == [blocked, False]
+    assert all("semantic" not in v.scores for v in verdicts)
+    assert seen == [texts[:1]]  # only the text a veto could change
 
 
 def test_learned_layer_vetoes_the_lexicon_in_harmless_titles():
@@ -556,6 +583,10 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     # saved before the layer could veto profanity-check / the lexicon: no veto, as made
     old = SafetyFilter.from_dict(_saved_safety({"classifier": two})).classifier
     assert (old.profanity_veto, old.lexicon_veto) == (0.0, 0.0)
+    # saved with the profanity veto, before the lexicon veto: that one stays off
+    between = SafetyFilter.from_dict(_saved_safety({"classifier": {
+        **two, "profanity_veto": 0.01}})).classifier
+    assert (between.profanity_veto, between.lexicon_veto) == (0.01, 0.0)
     pinned = {**two, "profanity_veto": 0.01, "lexicon_veto": 0.05}
     kept = SafetyFilter.from_dict(_saved_safety({"classifier": pinned})).classifier
     assert (kept.profanity_veto, kept.lexicon_veto) == (0.01, 0.05)

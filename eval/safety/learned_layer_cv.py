@@ -83,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--veto-grid", action="store_true",
                         help="Also print, at each chosen margin, the out-of-fold errors (missed "
                         "harmful + blocked benign product texts) per lexicon veto x profanity "
-                        "veto (how the shipped vetoes were chosen: the fewest errors, ties to "
-                        "the smaller vetoes).")
+                        "veto (how the shipped vetoes were chosen: the fewest errors among the "
+                        "pairs that keep --max-fbr and --max-explanation-fbr; ties to the "
+                        "smaller lexicon veto, then the smaller profanity veto).")
+    parser.add_argument("--lexicon", default=None,
+                        help="A lexicon YAML for the rest of the filter (default: the shipped "
+                        "one).")
     parser.add_argument("--ml100k", action="store_true")
     parser.add_argument("--ml100k-cache", default=None)
     parser.add_argument("--max-ml-blocks", type=int, default=0,
@@ -119,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         return np.asarray(encoder.encode(t, batch_size=64, normalize_embeddings=True,
                                          show_progress_bar=False), dtype=np.float64)
 
-    lexicon = Lexicon()
-    rest = SafetyFilter(OfflineToxicityClassifier(semantic=False))
+    lexicon = Lexicon(args.lexicon)
+    rest = SafetyFilter(OfflineToxicityClassifier(semantic=False, lexicon_path=args.lexicon))
 
     def context(t: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Dampening per text, and (n, 3) bool: blocked by the rest of the filter for one of
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         """The rest of the filter's blocks once the layer (these harm log-odds) may veto."""
         lv = args.lexicon_veto if lexicon_veto is None else lexicon_veto
         pv = args.profanity_veto if profanity_veto is None else profanity_veto
-        harm = 1 / (1 + np.exp(-z))
+        harm = np.round(1 / (1 + np.exp(-z)), 4)  # as the library rounds it
         return (parts[..., 0] & (harm >= lv)) | (parts[..., 1] & (harm >= pv)) | parts[..., 2]
 
     x, (damp, parts) = embed(texts), context(texts)
@@ -204,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         """Out-of-fold errors per (lexicon veto, profanity veto) at this margin."""
         pvs = [0.0, 0.01, 0.02, 0.03, 0.05, 0.1]
         print("\n  errors = missed harmful + blocked product texts (mean over repeats); "
-              "rows: lexicon veto, columns: profanity veto\n\n  | lexicon veto | "
+              "rows: lexicon veto, columns: profanity veto; * = breaks --max-fbr or "
+              "--max-explanation-fbr\n\n  | lexicon veto | "
               + " | ".join(f"{v:g}" for v in pvs) + " |\n  |---|" + "---|" * len(pvs))
         best = None
         for lv in [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.2, 0.3, 0.5]:
@@ -213,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                 comb = blocked | np.array([rest_blocks(parts, z[r], lv, pv)
                                            for r in range(len(z))])
                 miss, fb = (~comb[:, harmful]).sum(1).mean(), comb[:, product].sum(1).mean()
-                cells.append(f"{miss + fb:g} ({miss:g} + {fb:g})")
-                if best is None or miss + fb < best[0]:
+                feasible = (comb[:, product].mean() <= args.max_fbr
+                            and comb[:, must_pass].mean() <= args.max_explanation_fbr)
+                cells.append(f"{miss + fb:g} ({miss:g} + {fb:g})" + ("" if feasible else " *"))
+                if feasible and (best is None or miss + fb < best[0]):
                     best = (miss + fb, lv, pv)
             print(f"  | {lv:g} | " + " | ".join(cells) + " |")
         print(f"\n  fewest errors: {best[0]:g} at lexicon veto {best[1]:g}, profanity veto "

@@ -22,8 +22,9 @@ class CachedSafety:
 
     ``free[i]`` True: text i is free text (an LLM's) and gets every layer of the filter;
     False: it was assembled by a template from catalog titles and attributes, which each
-    passed the filter's learned layer with their item, so that layer is skipped for it (the
-    rules, lexicon and profanity model still read the whole sentence)."""
+    passed the filter's learned layer with their item, so that layer's label is skipped for it
+    (the rules, lexicon and profanity model still read the whole sentence, and the layer's
+    vetoes of the latter two still apply)."""
 
     def __init__(self, safety: SafetyFilter, size: int = 65536) -> None:
         self.safety, self.size = safety, size

@@ -133,7 +133,9 @@ class OfflineToxicityClassifier:
             "probability is >= this, so a place name or a title the layer recognises as "
             "harmless ('Kill All Hippies', a magnet from Dildo, Newfoundland) is not blocked "
             "for one phrase; 0 = off. Policy terms and patterns are never vetoed: put terms "
-            "that must always block there."
+            "that must always block there. 0.05 (with profanity_veto 0.05) has the fewest "
+            "out-of-fold errors on the shipped examples (learned_layer_cv.py --veto-grid, "
+            "eval/safety/README.md)."
         },
     )
     lexicon_path: str | None = field(
@@ -252,9 +254,10 @@ class OfflineToxicityClassifier:
     def analyze(
         self, texts: list[str], *, semantic: bool = True
     ) -> tuple[dict[str, np.ndarray], list[dict[str, str]]]:
-        """Scores per label and evidence per text. ``semantic=False`` skips the learned layer
-        for this call (its label is then absent), e.g. for texts assembled from parts that
-        have each passed it."""
+        """Scores per label and evidence per text. ``semantic=False`` skips the learned layer's
+        label for this call (it is then absent), e.g. for texts assembled from parts that have
+        each passed it; its vetoes still apply (the layer then scores only the texts that have
+        a lexicon or profanity-check hit)."""
         results = [self._lexicon.analyze(t) for t in texts]
         scores = {
             label: np.asarray([r.scores[label] for r in results], dtype=np.float64).reshape(-1)
@@ -275,30 +278,50 @@ class OfflineToxicityClassifier:
             scores = {"toxicity": prob * gate * frames, **scores}
             for ev, p, g in zip(evidence, prob, gate, strict=True):
                 ev["toxicity"] = f"profanity-check {p:.3f}" + ("" if g == 1.0 else " (untargeted)")
+        dampen = np.asarray([self._lexicon.context_factor(r) for r in results]).reshape(-1)
+        harm = None  # (n,) the learned layer's harm probability, for its vetoes
         if self.semantic and semantic:
-            dampen = np.asarray([self._lexicon.context_factor(r) for r in results]).reshape(-1)
             value, top, harm = self.semantic_model_().analyze(list(texts), dampen)
             scores["semantic"] = value
             for ev, v, cat, d in zip(evidence, value, top, dampen, strict=True):
                 ev["semantic"] = f"closest harm: {cat} ({v:.2f}" + (
                     ")" if d == 1.0 else f", context-dampened x{d:g})")
-            if self.lexicon_veto > 0:
-                vetoed = harm < self.lexicon_veto  # (n,)
-                for label in LEXICON_LABELS:
-                    hit = vetoed & (scores[label] > 0)
-                    scores[label] = np.where(vetoed, 0.0, scores[label])
-                    for i in np.flatnonzero(hit):
-                        evidence[i][label] = (
-                            f"{evidence[i].get(label, '')} (vetoed: learned-layer harm "
-                            f"probability {harm[i]:.4f} < {self.lexicon_veto:g})").lstrip()
-            if self.use_profanity_model and self.profanity_veto > 0:
-                vetoed = harm < self.profanity_veto  # (n,) the layer sees no harm at all
-                scores["toxicity"] = np.where(vetoed, 0.0, scores["toxicity"])
-                for ev, h, no in zip(evidence, harm, vetoed, strict=True):
-                    if no:
-                        ev["toxicity"] += (f" (vetoed: learned-layer harm probability {h:.4f}"
-                                           f" < {self.profanity_veto:g})")
+        elif self.semantic and (self.lexicon_veto > 0 or self.profanity_veto > 0):
+            # the layer's label is skipped for these texts, not its vetoes: it scores only
+            # those a veto could change (a lexicon hit, or a profanity-check score >= 0.2;
+            # rare); below 0.2 no veto is applied, which can only block more
+            hit = np.any([scores[k] > 0 for k in LEXICON_LABELS], axis=0)  # (n,)
+            if "toxicity" in scores:
+                hit |= scores["toxicity"] >= 0.2
+            harm = np.ones(len(texts))
+            if hit.any():
+                idx = np.flatnonzero(hit)
+                harm[idx] = self.semantic_model_().analyze([texts[i] for i in idx],
+                                                           dampen[idx])[2]
+        if harm is not None:
+            self._veto(scores, evidence, harm)
         return scores, evidence
+
+    def _veto(self, scores: dict[str, np.ndarray], evidence: list[dict[str, str]],
+              harm: np.ndarray) -> None:
+        """Zero the lexicon's and profanity-check's scores where the learned layer's harm
+        probability is under ``lexicon_veto`` / ``profanity_veto`` (in place)."""
+        if self.lexicon_veto > 0:
+            vetoed = harm < self.lexicon_veto  # (n,)
+            for label in LEXICON_LABELS:
+                hit = vetoed & (scores[label] > 0)
+                scores[label] = np.where(vetoed, 0.0, scores[label])
+                for i in np.flatnonzero(hit):
+                    evidence[i][label] = (
+                        f"{evidence[i].get(label, '')} (vetoed: learned-layer harm "
+                        f"probability {harm[i]:.4f} < {self.lexicon_veto:g})").lstrip()
+        if self.use_profanity_model and self.profanity_veto > 0:
+            vetoed = harm < self.profanity_veto  # (n,) the layer sees no harm at all
+            scores["toxicity"] = np.where(vetoed, 0.0, scores["toxicity"])
+            for ev, h, no in zip(evidence, harm, vetoed, strict=True):
+                if no:
+                    ev["toxicity"] += (f" (vetoed: learned-layer harm probability {h:.4f}"
+                                       f" < {self.profanity_veto:g})")
 
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:
         return self.analyze(list(texts))[0]
