@@ -19,6 +19,7 @@ from llmrec.safety import (
     Verdict,
     classifier_from_dict,
 )
+from llmrec.safety.lexicon import Lexicon
 
 pytest.importorskip("profanity_check")
 
@@ -210,3 +211,32 @@ def test_profanity_probabilities_equal_the_packages_own():
              "what the f*** is this crap", "Because you watched Alien and Aliens", ""]
     np.testing.assert_allclose(profanity_probabilities(texts),
                                profanity_check.predict_prob(texts), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("Jacket patch: the 14 words over a sonnenrad", "identity_attack"),
+        ("RaHoWa tour shirt, gothic print", "identity_attack"),
+        ("Strap-on harness kit with two attachments", "sexual_explicit"),
+        ("Relaxing massage with a happy ending, incall only", "sexual_explicit"),
+        ("Sugar daddy wanted: rent paid for weekend companionship", "sexual_explicit"),
+    ],
+)
+def test_lexicon_knows_hate_codes_and_trade_terms(text, label):
+    """Written for this test: coded hate and explicit listings without explicit words."""
+    assert Lexicon().analyze(text).scores[label] >= 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Strap-on crampons for winter hiking, fits most boots",
+        "Write a story in 14 words: a writing-prompt card deck",
+        "A love story with a happy ending (2004), romantic comedy",
+        "Full-service car wash, interior included",
+        "Clitoral stimulator for arousal disorder, clinically tested, pelvic therapy",
+    ],
+)
+def test_lexicon_trade_terms_spare_lookalikes(text):
+    assert max(Lexicon().analyze(text).scores.values()) < 0.5

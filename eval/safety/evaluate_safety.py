@@ -101,10 +101,6 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
-    found["offline, candidate lexicon (coded hate + clean-word sexual listings; registered "
-          "with holdout 14)"] = (
-        lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=str(HERE / "pending" / "lexicon_candidate.yaml")), policy))
     found["offline, vetoes as before holdout 12 (profanity_veto 0.01, no lexicon_veto)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
             lexicon_path=args.lexicon, lexicon_veto=0.0, profanity_veto=0.01), policy))
@@ -165,9 +161,10 @@ _SPENT = "(spent: scored once, not trained on)"
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout14", _EVAL + "safety_holdout14.jsonl",
-     "holdout 14 (judges the candidate lexicon, not trained on)",
-     "The newest holdout, by a sixteenth author: scored once with the shipped and the "
-     "candidate lexicon (registered with it); never trained on."),
+     "holdout 14 (spent: judged the coded-hate / trade-term lexicon, not trained on)",
+     "The newest holdout, by a sixteenth author: scored once with the lexicon before and "
+     "after the coded-hate / trade-term lines (registered with it; shipped); never trained "
+     "on."),
     ("--holdout13", _EVAL + "safety_holdout13.jsonl",
      "holdout 13 (spent: turned down the spent holdouts as training data, not trained on)",
      "Holdout 13 (by a fifteenth author; turned down the spent holdouts as training data, "
