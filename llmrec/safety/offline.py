@@ -14,6 +14,8 @@ from llmrec.safety.semantic import SemanticHarmModel, SemanticSettings
 __all__ = ["OfflineToxicityClassifier", "ProfanityCheckClassifier", "profanity_probabilities"]
 
 _INSTALL = "pip install alt-profanity-check (or llmrec[offline])"
+# semantic=False: a profanity-check score under this is never vetoed (no policy blocks at it)
+_VETO_FLOOR = 0.2
 
 
 @cache
@@ -201,15 +203,11 @@ class OfflineToxicityClassifier:
             raise ValueError(
                 f"use_profanity_model must be True or False, got {self.use_profanity_model!r}"
             )
-        factor = self.untargeted_factor
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor <= 1:
-            raise ValueError(f"untargeted_factor must be a number in [0, 1], got {factor!r}")
-        veto = self.profanity_veto
-        if isinstance(veto, bool) or not isinstance(veto, (int, float)) or not 0 <= veto <= 1:
-            raise ValueError(f"profanity_veto must be a number in [0, 1], got {veto!r}")
-        veto = self.lexicon_veto
-        if isinstance(veto, bool) or not isinstance(veto, (int, float)) or not 0 <= veto <= 1:
-            raise ValueError(f"lexicon_veto must be a number in [0, 1], got {veto!r}")
+        for name in ("untargeted_factor", "profanity_veto", "lexicon_veto"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
         if self.lexicon_path is not None and not isinstance(self.lexicon_path, str):
             raise ValueError(f"lexicon_path must be None or a file path, got {self.lexicon_path!r}")
         if not isinstance(self.semantic, bool):
@@ -278,7 +276,8 @@ class OfflineToxicityClassifier:
             scores = {"toxicity": prob * gate * frames, **scores}
             for ev, p, g in zip(evidence, prob, gate, strict=True):
                 ev["toxicity"] = f"profanity-check {p:.3f}" + ("" if g == 1.0 else " (untargeted)")
-        dampen = np.asarray([self._lexicon.context_factor(r) for r in results]).reshape(-1)
+        dampen = (np.asarray([self._lexicon.context_factor(r) for r in results]).reshape(-1)
+                  if self.semantic else None)  # (n,) only the learned layer reads it
         harm = None  # (n,) the learned layer's harm probability, for its vetoes
         if self.semantic and semantic:
             value, top, harm = self.semantic_model_().analyze(list(texts), dampen)
@@ -288,11 +287,11 @@ class OfflineToxicityClassifier:
                     ")" if d == 1.0 else f", context-dampened x{d:g})")
         elif self.semantic and (self.lexicon_veto > 0 or self.profanity_veto > 0):
             # the layer's label is skipped for these texts, not its vetoes: it scores only
-            # those a veto could change (a lexicon hit, or a profanity-check score >= 0.2;
-            # rare); below 0.2 no veto is applied, which can only block more
+            # those a veto could change (a lexicon hit, or a profanity-check score of at least
+            # _VETO_FLOOR; rare); below it no veto is applied, which can only block more
             hit = np.any([scores[k] > 0 for k in LEXICON_LABELS], axis=0)  # (n,)
             if "toxicity" in scores:
-                hit |= scores["toxicity"] >= 0.2
+                hit |= scores["toxicity"] >= _VETO_FLOOR
             harm = np.ones(len(texts))
             if hit.any():
                 idx = np.flatnonzero(hit)
