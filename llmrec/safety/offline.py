@@ -140,6 +140,18 @@ class OfflineToxicityClassifier:
             "eval/safety/README.md)."
         },
     )
+    veto_dissent: float = field(
+        default=0.5,
+        metadata={
+            "help": "With the vetoes on and an ensemble layer: no veto where any one member's "
+            "harm probability is >= this, so a member that reads the text as harmful keeps "
+            "a lexicon or profanity-check block that an over-confident other member would "
+            "outvote in the mean ('I will kill you' stays blocked on a machine whose "
+            "fine-tuned member calls it harmless); 1 = off, the mean alone decides. 0.5 "
+            "changes no verdict on the spent holdouts 3-14, MovieLens or its explanations "
+            "(eval/safety/README.md)."
+        },
+    )
     lexicon_path: str | None = field(
         default=None,
         metadata={"help": "A lexicon YAML file replacing the shipped llmrec/safety/lexicon.yaml."},
@@ -203,7 +215,7 @@ class OfflineToxicityClassifier:
             raise ValueError(
                 f"use_profanity_model must be True or False, got {self.use_profanity_model!r}"
             )
-        for name in ("untargeted_factor", "profanity_veto", "lexicon_veto"):
+        for name in ("untargeted_factor", "profanity_veto", "lexicon_veto", "veto_dissent"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 <= value <= 1:
@@ -278,9 +290,9 @@ class OfflineToxicityClassifier:
                 ev["toxicity"] = f"profanity-check {p:.3f}" + ("" if g == 1.0 else " (untargeted)")
         dampen = (np.asarray([self._lexicon.context_factor(r) for r in results]).reshape(-1)
                   if self.semantic else None)  # (n,) only the learned layer reads it
-        harm = None  # (n,) the learned layer's harm probability, for its vetoes
+        harm = dissent = None  # (n,) the layer's harm probability, its members' highest
         if self.semantic and semantic:
-            value, top, harm = self.semantic_model_().analyze(list(texts), dampen)
+            value, top, harm, dissent = self.semantic_model_().analyze(list(texts), dampen)
             scores["semantic"] = value
             for ev, v, cat, d in zip(evidence, value, top, dampen, strict=True):
                 ev["semantic"] = f"closest harm: {cat} ({v:.2f}" + (
@@ -292,19 +304,21 @@ class OfflineToxicityClassifier:
             hit = np.any([scores[k] > 0 for k in LEXICON_LABELS], axis=0)  # (n,)
             if "toxicity" in scores:
                 hit |= scores["toxicity"] >= _VETO_FLOOR
-            harm = np.ones(len(texts))
+            harm, dissent = np.ones(len(texts)), np.ones(len(texts))
             if hit.any():
                 idx = np.flatnonzero(hit)
-                harm[idx] = self.semantic_model_().analyze([texts[i] for i in idx],
-                                                           dampen[idx])[2]
+                harm[idx], dissent[idx] = self.semantic_model_().analyze(
+                    [texts[i] for i in idx], dampen[idx])[2:]
         if harm is not None:
-            self._veto(scores, evidence, harm)
+            # a member that reads the text as harmful keeps the rest's blocks (veto_dissent)
+            self._veto(scores, evidence, np.where(dissent >= self.veto_dissent, 1.0, harm))
         return scores, evidence
 
     def _veto(self, scores: dict[str, np.ndarray], evidence: list[dict[str, str]],
               harm: np.ndarray) -> None:
         """Zero the lexicon's and profanity-check's scores where the learned layer's harm
-        probability is under ``lexicon_veto`` / ``profanity_veto`` (in place)."""
+        probability is under ``lexicon_veto`` / ``profanity_veto`` (in place); ``harm`` is 1
+        where a member dissents (``veto_dissent``)."""
         if self.lexicon_veto > 0:
             vetoed = harm < self.lexicon_veto  # (n,)
             for label in LEXICON_LABELS:

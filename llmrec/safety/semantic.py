@@ -422,17 +422,19 @@ class SemanticHarmModel:
         """Score and most likely harm category per text; ``dampen`` in (0, 1] per text (1:
         no legitimate context) raises the score to the power 1 / dampen. Scores are rounded to
         4 decimals, so batching does not change them (padding moves embeddings by ~1e-7)."""
-        score, top, _ = self.analyze(texts, dampen)
+        score, top, _, _ = self.analyze(texts, dampen)
         return score, top
 
     def analyze(self, texts: list[str], dampen: np.ndarray
-                ) -> tuple[np.ndarray, list[str], np.ndarray]:
+                ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
         """:meth:`scores` plus each text's raw harm probability 1 - P(benign) (no margin, no
-        dampening; 4 decimals), from the same forward pass."""
+        dampening; 4 decimals) and the highest harm probability of any one member (the same
+        for a one-member layer; what ``OfflineToxicityClassifier.veto_dissent`` reads), from
+        the same forward pass."""
         from scipy.special import log_softmax
 
         if not texts:
-            return np.zeros(0), [], np.zeros(0)
+            return np.zeros(0), [], np.zeros(0), np.zeros(0)
         parts = []  # (n, K) logits per member: fine-tuned classifier, regression, n-grams
         if self.classifier is not None:
             parts.append(self.classifier.logits(texts, self.settings.batch_size))
@@ -440,6 +442,7 @@ class SemanticHarmModel:
             parts.append(self._embed(texts) @ self.weight.T + self.bias)
         if self.ngram is not None:
             parts.append(self.ngram.logits(texts))
+        dissent = np.max([harm_probability(p) for p in parts], axis=0)  # (n,)
         if len(parts) == 1:
             logits = parts[0]
             score = harm_score(logits, float(self.settings.margin), dampen)
@@ -453,7 +456,7 @@ class SemanticHarmModel:
         # 4 decimals: a text's score then does not depend on the batch it was padded in
         score = np.round(score, 4)
         top = [self.classes[1 + int(i)] for i in logits[:, 1:].argmax(axis=1)]
-        return score, top, np.round(harm, 4)
+        return score, top, np.round(harm, 4), np.round(dissent, 4)
 
 
 def training_set(
