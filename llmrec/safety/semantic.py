@@ -27,8 +27,8 @@ recall 0.682 (margin 8.45, where the MovieLens constraint binds), regression 0.6
 margin 4.55, where the false-block constraint binds), n-grams 0.552 (c 30, margin 3.50),
 fine-tuned + regression 0.814 (margin 4.60, FBR 0.018), all three 0.850 (n-gram c 30, margin
 3.25, FBR 0.016; 0.849 / 0.011 once the layer also vetoes the lexicon). On the newest
-holdout (14, a sixteenth author, scored once) the default filter with all three: recall 0.947
-at FBR 0.013, fine-tuned alone 0.853 (eval/safety/README.md). Benign examples also train as their
+holdout (15, a seventeenth author, scored once) the default filter with all three: recall 0.880
+at FBR 0.000, fine-tuned alone 0.773 (eval/safety/README.md). Benign examples also train as their
 bare titles and harmful ones with a year (:func:`format_variants`), so that the layer reads
 content rather than catalog formatting (without that, 13% of bare movie titles scored as
 harmful). In a legitimate context the lexicon recognises (prevention, health education,
