@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "average, masked 0.113 vs 0.118).")
     parser.add_argument("--encoder-epochs", type=int, default=1,
                         help="Final epochs that also train the encoder's LoRA adapter.")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="EncoderConfig.gradient_checkpointing: the adapter epoch recomputes "
+                        "the encoder's activations in backward instead of keeping them (less "
+                        "peak memory, a little more time in that epoch).")
     parser.add_argument("--mode", default="transductive", choices=("transductive", "inductive"))
     parser.add_argument("--time-gaps", action="store_true",
                         help="ModelConfig.time_gaps: the sequence encoder also reads the time "
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(ds.stats().to_markdown())
 
     lora = LoraSettings(r=8, alpha=16) if args.encoder_epochs else None
-    rec = Recommender(EncoderConfig(lora=lora),
+    rec = Recommender(EncoderConfig(lora=lora,
+                                    gradient_checkpointing=args.gradient_checkpointing),
                       ModelConfig(mode=args.mode, time_gaps=args.time_gaps),
                       cache_dir=args.cache_dir)
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Time to quality on ml-100k: how long the main job takes to reach RecBole SASRec's NDCG@10.
 
     python eval/time_to_quality.py --epochs 30 50 --seeds 0 1 2      # ~1 h on 2 CPU cores
+    python eval/time_to_quality.py --epochs 40 --main-args=--gradient-checkpointing
 
 Each (epoch budget, seed) runs ``eval/ml100k_main.py --epochs N --seed S`` (the main job's
 recipe: the same schedule shape, selection, LoRA epoch and evaluation) as its own process, one
@@ -127,8 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="runs/time_to_quality")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--main-args", default="",
-                        help="Further eval/ml100k_main.py flags, one string "
-                        "(e.g. '--mode inductive').")
+                        help="Further eval/ml100k_main.py flags, one string; write it "
+                        "with '=' when it starts with a dash (--main-args=--gradient-"
+                        "checkpointing, --main-args='--mode inductive').")
     args = parser.parse_args(argv)
     extra = args.main_args.split()
     for flag in ("--epochs", "--seed", "--out", "--cache-dir"):
