@@ -58,17 +58,16 @@ def run_once(epochs: int, seed: int, extra: list[str], cache_dir: str | None) ->
     ours = next(r for r in results["tables"]["mask_history=False"]
                 if r["name"].startswith("llmrec"))
     history = results["fit"]["history"]
-    live = int(results["args"]["encoder_epochs"])  # the last epochs also train the adapter
-    frozen = history[: len(history) - live] if live else history
+    # the last encoder_epochs epochs also train the adapter
+    split = len(history) - int(results["args"]["encoder_epochs"])
     return {
         "epochs": epochs, "seed": seed,
         "wall_minutes": wall / 60, "train_minutes": results["minutes"],
         "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,  # Linux: KiB
         "ndcg@10": ours["metrics"]["ndcg@10"], "hr@10": ours["metrics"]["hr@10"],
         "best_epoch": results["fit"]["best_epoch"],
-        "epoch_seconds": float(np.median([h["seconds"] for h in frozen])),
-        "adapter_epoch_seconds": [h["seconds"] for h in history[len(history) - live:]]
-        if live else [],
+        "epoch_seconds": float(np.median([h["seconds"] for h in history[:split]])),
+        "adapter_epoch_seconds": [h["seconds"] for h in history[split:]],
         "valid_ndcg@10": [h["valid"].get("ndcg@10") for h in history],
     }
 

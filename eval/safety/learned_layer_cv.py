@@ -148,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         lv = args.lexicon_veto if lexicon_veto is None else lexicon_veto
         pv = args.profanity_veto if profanity_veto is None else profanity_veto
         harm = np.round(1 / (1 + np.exp(-z)), 4)  # as the library rounds it
-        harm = np.where(np.round(dissent, 4) >= args.veto_dissent, 1.0, harm)
-        return (parts[..., 0] & (harm >= lv)) | (parts[..., 1] & (harm >= pv)) | parts[..., 2]
+        kept = np.round(dissent, 4) >= args.veto_dissent  # a member dissents: no veto
+        return ((parts[..., 0] & (kept | (harm >= lv))) | (parts[..., 1] & (kept | (harm >= pv)))
+                | parts[..., 2])
 
     x, (damp, parts) = embed(texts), context(texts)
     other = parts.any(-1)  # without the veto

@@ -310,17 +310,17 @@ class OfflineToxicityClassifier:
                 harm[idx], dissent[idx] = self.semantic_model_().analyze(
                     [texts[i] for i in idx], dampen[idx])[2:]
         if harm is not None:
-            # a member that reads the text as harmful keeps the rest's blocks (veto_dissent)
-            self._veto(scores, evidence, np.where(dissent >= self.veto_dissent, 1.0, harm))
+            self._veto(scores, evidence, harm, dissent)
         return scores, evidence
 
     def _veto(self, scores: dict[str, np.ndarray], evidence: list[dict[str, str]],
-              harm: np.ndarray) -> None:
+              harm: np.ndarray, dissent: np.ndarray) -> None:
         """Zero the lexicon's and profanity-check's scores where the learned layer's harm
-        probability is under ``lexicon_veto`` / ``profanity_veto`` (in place); ``harm`` is 1
-        where a member dissents (``veto_dissent``)."""
+        probability is under ``lexicon_veto`` / ``profanity_veto`` and no member's (``dissent``)
+        reaches ``veto_dissent`` (in place)."""
+        agreed = dissent < self.veto_dissent  # (n,) no member reads the text as harmful
         if self.lexicon_veto > 0:
-            vetoed = harm < self.lexicon_veto  # (n,)
+            vetoed = agreed & (harm < self.lexicon_veto)  # (n,)
             for label in LEXICON_LABELS:
                 hit = vetoed & (scores[label] > 0)
                 scores[label] = np.where(vetoed, 0.0, scores[label])
@@ -329,7 +329,7 @@ class OfflineToxicityClassifier:
                         f"{evidence[i].get(label, '')} (vetoed: learned-layer harm "
                         f"probability {harm[i]:.4f} < {self.lexicon_veto:g})").lstrip()
         if self.use_profanity_model and self.profanity_veto > 0:
-            vetoed = harm < self.profanity_veto  # (n,) the layer sees no harm at all
+            vetoed = agreed & (harm < self.profanity_veto)  # (n,) the layer sees no harm
             scores["toxicity"] = np.where(vetoed, 0.0, scores["toxicity"])
             for ev, h, no in zip(evidence, harm, vetoed, strict=True):
                 if no:

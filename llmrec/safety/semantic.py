@@ -442,13 +442,14 @@ class SemanticHarmModel:
             parts.append(self._embed(texts) @ self.weight.T + self.bias)
         if self.ngram is not None:
             parts.append(self.ngram.logits(texts))
-        dissent = np.max([harm_probability(p) for p in parts], axis=0)  # (n,)
+        member_harm = [harm_probability(p) for p in parts]  # (n,) per member
+        dissent = np.max(member_harm, axis=0)  # (n,) the most alarmed member
         if len(parts) == 1:
             logits = parts[0]
             score = harm_score(logits, float(self.settings.margin), dampen)
-            harm = harm_probability(logits)
+            harm = member_harm[0]
         else:  # ensemble: the mean of the members' harm log-odds, then the margin
-            z = np.mean([harm_logodds(p) for p in parts], axis=0)  # (n,)
+            z = np.mean([probability_logodds(h) for h in member_harm], axis=0)  # (n,)
             score = logodds_score(z, float(self.settings.margin), dampen)
             harm = 1.0 / (1.0 + np.exp(-z))
             # the top harm class by the members' summed log-probabilities
@@ -496,7 +497,12 @@ def harm_probability(logits: np.ndarray) -> np.ndarray:
 
 def harm_logodds(logits: np.ndarray) -> np.ndarray:
     """logit(1 - P(benign)) per row of ``logits`` (..., K), clipped to +-27.6."""
-    harm = np.clip(harm_probability(logits), 1e-12, 1 - 1e-12)
+    return probability_logodds(harm_probability(logits))
+
+
+def probability_logodds(harm: np.ndarray) -> np.ndarray:
+    """logit(``harm``) for harm probabilities, clipped to +-27.6."""
+    harm = np.clip(harm, 1e-12, 1 - 1e-12)
     return np.log(harm / (1.0 - harm))
 
 
