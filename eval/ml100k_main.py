@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "the encoder's activations in backward instead of keeping them (less "
                         "peak memory, a little more time in that epoch).")
     parser.add_argument("--mode", default="transductive", choices=("transductive", "inductive"))
+    parser.add_argument("--max-len", type=int, default=50,
+                        help="ModelConfig.max_len: history positions the model reads.")
+    parser.add_argument("--hidden-size", type=int, default=64, help="ModelConfig.hidden_size.")
+    parser.add_argument("--dropout", type=float, default=0.3, help="ModelConfig.dropout.")
+    parser.add_argument("--batch-size", type=int, default=128, help="TrainConfig.batch_size.")
     parser.add_argument("--time-gaps", action="store_true",
                         help="ModelConfig.time_gaps: the sequence encoder also reads the time "
                         "between consecutive ratings (log2 buckets). Measured lower here "
@@ -80,13 +85,16 @@ def main(argv: list[str] | None = None) -> dict:
     lora = LoraSettings(r=8, alpha=16) if args.encoder_epochs else None
     rec = Recommender(EncoderConfig(lora=lora,
                                     gradient_checkpointing=args.gradient_checkpointing),
-                      ModelConfig(mode=args.mode, time_gaps=args.time_gaps),
+                      ModelConfig(mode=args.mode, time_gaps=args.time_gaps,
+                                  max_len=args.max_len, hidden_size=args.hidden_size,
+                                  dropout=args.dropout),
                       cache_dir=args.cache_dir)
     t0 = time.perf_counter()
     # constant learning rate, then a linear decay over the last --decay-fraction of the steps;
     # the adapter trains in the final epoch(s); the kept weights are the latest validation
     # not significantly below the best (TrainConfig.select)
     fit = rec.fit(ds, split, TrainConfig(epochs=args.epochs, encoder_epochs=args.encoder_epochs,
+                                         batch_size=args.batch_size,
                                          patience=args.epochs, seed=args.seed,
                                          lr_schedule=args.lr_schedule,
                                          decay_fraction=args.decay_fraction,
