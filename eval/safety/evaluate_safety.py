@@ -101,6 +101,9 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
+    found["offline, regression member on all-MiniLM-L6-v2 (the default until holdout 16)"] = (
+        lambda: SafetyFilter(OfflineToxicityClassifier(
+            lexicon_path=args.lexicon, semantic_regression_model="default"), policy))
     found["offline, veto_dissent off (the mean alone vetoes; the default until holdout 15)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
             lexicon_path=args.lexicon, veto_dissent=1.0), policy))
@@ -163,10 +166,15 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout16", _EVAL + "safety_holdout16.jsonl",
+     "holdout 16 (clean until scored: judges the all-mpnet-base-v2 regression member)",
+     "The newest holdout, by an eighteenth author: scored once with the regression member "
+     "on all-mpnet-base-v2 and on all-MiniLM-L6-v2 (registered with that change); never "
+     "trained on."),
     ("--holdout15", _EVAL + "safety_holdout15.jsonl",
      "holdout 15 (spent: judged veto_dissent, not trained on)",
-     "The newest holdout, by a seventeenth author: scored once with and without "
-     "veto_dissent (registered with it); never trained on."),
+     "Holdout 15 (by a seventeenth author; scored once with and without veto_dissent, which "
+     "shipped; then spent)."),
     ("--holdout14", _EVAL + "safety_holdout14.jsonl",
      "holdout 14 (spent: judged the coded-hate / trade-term lexicon, not trained on)",
      "Holdout 14 (by a sixteenth author; scored once with the lexicon before and after the "

@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lexicon", default=None,
                         help="A lexicon YAML for the rest of the filter (default: the shipped "
                         "one).")
+    parser.add_argument("--regression-model", default="mpnet",
+                        help="SemanticSettings.regression_model: the 'regression' member's "
+                        "sentence encoder ('mpnet', 'default' = all-MiniLM-L6-v2, or a folder).")
     parser.add_argument("--ml100k", action="store_true")
     parser.add_argument("--ml100k-cache", default=None)
     parser.add_argument("--max-ml-blocks", type=int, default=0,
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import StratifiedKFold
 
     from llmrec.models.encoder_config import resolve_model_path
+    from llmrec.safety.mpnet import resolve_sentence_model
 
     rows = read_examples(DEFAULT_EXAMPLES)
     texts = [r["text"] for r in rows]
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = list(catalog.texts())
         # also the bare titles: catalogs that render only a title must pass too
         extra += [str(t) for t in catalog.table["title"]]
-    encoder = SentenceTransformer(resolve_model_path("default"), device="cpu")
+    # the regression member's features (the fine-tuned member reads its own encoder)
+    encoder = SentenceTransformer(resolve_sentence_model(args.regression_model), device="cpu")
 
     def embed(t: list[str]) -> np.ndarray:
         return np.asarray(encoder.encode(t, batch_size=64, normalize_embeddings=True,

@@ -569,8 +569,9 @@ def adapter_origin(path: str | Path) -> str:
 
 
 def _pinned_safety(safety: SafetyFilter) -> dict[str, Any]:
-    """The filter's configuration with the learned layer's defaulted margin and ``c`` written
-    out, so a saved model keeps its operating point when a later version's defaults change."""
+    """The filter's configuration with the learned layer's defaulted margin, ``c`` and
+    regression encoder written out, so a saved model keeps its operating point when a later
+    version's defaults change."""
     from llmrec.safety import OfflineToxicityClassifier
 
     values = safety.to_dict()
@@ -578,7 +579,8 @@ def _pinned_safety(safety: SafetyFilter) -> dict[str, Any]:
     if isinstance(clf, OfflineToxicityClassifier) and clf.semantic:
         settings = clf.semantic_settings
         values["classifier"] = {**values["classifier"], "semantic_margin": settings.margin,
-                                "semantic_c": settings.c, "semantic_ngram_c": settings.ngram_c}
+                                "semantic_c": settings.c, "semantic_ngram_c": settings.ngram_c,
+                                "semantic_regression_model": settings.regression_model}
         if settings.method == "ensemble":
             values["classifier"]["semantic_members"] = list(settings.members)
     return values
@@ -603,14 +605,17 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
     ensemble saved before it could have three members has no "semantic_members": its two. One
     saved before the layer could veto profanity-check or the lexicon has no "profanity_veto" /
     "lexicon_veto": its verdicts were made without that veto, so it stays off; one saved
-    before a dissenting member could keep a block has no "veto_dissent": it stays off (1)."""
+    before a dissenting member could keep a block has no "veto_dissent": it stays off (1); one
+    saved before the regression member could read all-mpnet-base-v2 has no
+    "semantic_regression_model": its member read the layer's own encoder (semantic_model)."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline":
         values = {**values, "classifier": {"profanity_veto": 0.0, "lexicon_veto": 0.0,
-                                           "veto_dissent": 1.0, **clf}}
+                                           "veto_dissent": 1.0, "semantic_regression_model":
+                                           clf.get("semantic_model", "default"), **clf}}
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic_method" not in clf:
         # the regression as it was then: c 10, margin 1.85 (its shipped examples were fewer)

