@@ -123,13 +123,14 @@ def test_resolve_sentence_model_passes_folders_and_hub_ids_through(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, regression_model, margin",
     [
-        ({"method": "ensemble"}, "mpnet", MPNET_MARGINS["lora", "regression", "ngram"]),
-        ({"method": "ensemble", "members": ("lora", "regression")}, "mpnet",
-         MPNET_MARGINS["lora", "regression"]),
-        ({"method": "regression"}, "mpnet", MPNET_MARGINS["regression",]),
-        ({"method": "ensemble", "regression_model": "default"}, "default",
-         ENSEMBLE_MARGINS["lora", "regression", "ngram"]),
-        ({"method": "lora"}, "mpnet", 8.45),  # no regression member: its margin as before
+        ({"method": "ensemble", "regression_model": "mpnet"}, "mpnet",
+         MPNET_MARGINS["lora", "regression", "ngram"]),
+        ({"method": "ensemble", "members": ("lora", "regression"), "regression_model": "mpnet"},
+         "mpnet", MPNET_MARGINS["lora", "regression"]),
+        ({"method": "regression", "regression_model": "mpnet"}, "mpnet",
+         MPNET_MARGINS["regression",]),
+        ({"method": "ensemble"}, "default", ENSEMBLE_MARGINS["lora", "regression", "ngram"]),
+        ({"method": "lora", "regression_model": "mpnet"}, "mpnet", 8.45),  # no regression
         ({"method": "ensemble", "model": "/my/encoder"}, "/my/encoder",
          ENSEMBLE_MARGINS["lora", "regression", "ngram"]),
         ({"method": "ensemble", "regression_model": "mpnet", "margin": 1.5}, "mpnet", 1.5),
@@ -157,8 +158,10 @@ def test_saved_filters_keep_the_regression_encoder_they_were_made_with():
     custom = {**saved, "semantic_model": "/my/encoder"}
     assert SafetyFilter.from_dict(_saved_safety({"classifier": custom})).classifier \
         .semantic_settings.regression_model == "/my/encoder"
-    new = SafetyFilter(OfflineToxicityClassifier())
+    new = SafetyFilter(OfflineToxicityClassifier(semantic_regression_model="mpnet"))
     pinned = _pinned_safety(new)["classifier"]
     assert pinned["semantic_regression_model"] == "mpnet"
+    assert _pinned_safety(SafetyFilter(OfflineToxicityClassifier()))["classifier"][
+        "semantic_regression_model"] == "default"
     assert SafetyFilter.from_dict(_saved_safety({"classifier": pinned})).classifier \
         .semantic_settings.regression_model == "mpnet"

@@ -103,7 +103,7 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
          "semantic members are for method 'ensemble' only"),
         ({"method": "ensemble", "members": ("regression", "ngram")},
          r"semantic margin: no cross-validated default for the members \(.regression., "
-         r"'ngram'\) \(regression_model 'mpnet'\); pass margin"),
+         r"'ngram'\) \(regression_model 'default'\); pass margin"),
         ({"r": 0}, "semantic r must be an int >= 1"),
         ({"epochs": 1.5}, "semantic epochs must be an int >= 1"),
     ],
@@ -619,10 +619,10 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     settings = clf.semantic_settings
     assert (clf.semantic_method, settings.c, settings.margin) == ("regression", 10, 1.85)
-    assert OfflineToxicityClassifier().semantic_settings.margin == 2.80  # the method's default
+    assert OfflineToxicityClassifier().semantic_settings.margin == 3.25  # the method's default
     assert OfflineToxicityClassifier().semantic_settings.members == ("lora", "regression", "ngram")
     assert OfflineToxicityClassifier(semantic_members=["regression", "lora"]
-                                     ).semantic_settings.margin == 4.65
+                                     ).semantic_settings.margin == 4.60
     # an ensemble saved when it had two members (no "semantic_members") keeps them
     two = {"type": "offline", "semantic_method": "ensemble", "semantic_margin": 4.60,
            "semantic_c": 30.0}

