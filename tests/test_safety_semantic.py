@@ -619,7 +619,7 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     settings = clf.semantic_settings
     assert (clf.semantic_method, settings.c, settings.margin) == ("regression", 10, 1.85)
-    assert OfflineToxicityClassifier().semantic_settings.margin == 3.25  # the method's default
+    assert OfflineToxicityClassifier().semantic_settings.margin == 2.25  # calibrated default
     assert OfflineToxicityClassifier().semantic_settings.members == ("lora", "regression", "ngram")
     assert OfflineToxicityClassifier(semantic_members=["regression", "lora"]
                                      ).semantic_settings.margin == 4.60
@@ -649,3 +649,47 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     pinned = {**two, "profanity_veto": 0.01, "lexicon_veto": 0.05}
     kept = SafetyFilter.from_dict(_saved_safety({"classifier": pinned})).classifier
     assert (kept.profanity_veto, kept.lexicon_veto) == (0.01, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("saved", "margin"),
+    [
+        # saved before margins were pinned: the three-member ensemble keeps its 3.25
+        ({"semantic_method": "ensemble", "semantic_margin": None}, 3.25),
+        ({"semantic_method": "ensemble", "semantic_margin": None,
+          "semantic_members": ["lora", "regression", "ngram"]}, 3.25),
+        # other layers' defaults did not change: they resolve as before
+        ({"semantic_method": "ensemble", "semantic_margin": None,
+          "semantic_members": ["lora", "regression"]}, 4.60),
+        ({"semantic_method": "ensemble", "semantic_margin": None,
+          "semantic_regression_model": "mpnet"}, 2.80),
+        ({"semantic_method": "regression", "semantic_margin": None}, 4.55),
+        # a margin the user set, or one pinned by a newer save, is kept
+        ({"semantic_method": "ensemble", "semantic_margin": 2.25}, 2.25),
+        ({"semantic_method": "ensemble", "semantic_margin": 5.0}, 5.0),
+    ],
+)
+def test_saved_filters_keep_the_margin_their_verdicts_were_made_with(saved, margin):
+    from llmrec.recommender.recommender import _saved_safety
+
+    clf = {"type": "offline", "semantic": True, "profanity_veto": 0.05, "lexicon_veto": 0.05,
+           "veto_dissent": 0.5, "semantic_regression_model": "default",
+           "semantic_members": None, **saved}
+    loaded = SafetyFilter.from_dict(_saved_safety({"classifier": clf})).classifier
+    assert loaded.semantic_settings.margin == margin
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pinned"),
+    [({}, 2.25), ({"semantic_margin": 4.0}, 4.0), ({"semantic_members": ["lora", "ngram"],
+                                                   "semantic_margin": 3.0}, 3.0),
+     ({"semantic_method": "ngram"}, 3.50), ({"semantic": False}, None)],
+)
+def test_to_dict_pins_the_resolved_margin(kwargs, pinned):
+    from llmrec.recommender.recommender import _saved_safety
+
+    values = OfflineToxicityClassifier(**kwargs).to_dict()
+    assert values["semantic_margin"] == pinned
+    again = classifier_from_dict(_saved_safety({"classifier": values})["classifier"])
+    assert again.semantic_settings.margin == OfflineToxicityClassifier(**kwargs
+                                                                       ).semantic_settings.margin

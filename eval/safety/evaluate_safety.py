@@ -30,7 +30,7 @@ from llmrec.safety import (  # noqa: E402
     ProfanityCheckClassifier,
     SafetyFilter,
 )
-from llmrec.safety.semantic import METHODS  # noqa: E402
+from llmrec.safety.semantic import ENSEMBLE_MARGIN_BEFORE_CALIBRATION, METHODS  # noqa: E402
 
 HARM_CATEGORIES = ("insult", "threat", "identity_hate", "sexual", "self_harm")
 
@@ -101,6 +101,10 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
+    found["offline, learned-layer margin 3.25 (out of fold; the default until holdouts 17-18)"
+          ] = (lambda: SafetyFilter(OfflineToxicityClassifier(
+              lexicon_path=args.lexicon, semantic_margin=ENSEMBLE_MARGIN_BEFORE_CALIBRATION),
+              policy))
     found["offline, regression member on all-mpnet-base-v2 (judged by holdout 16; not the "
           "default)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
@@ -167,6 +171,14 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout18", _EVAL + "safety_holdout18.jsonl",
+     "holdout 18 (fresh: reserved to judge the calibrated margin, with holdout 17)",
+     "A new holdout by a twentieth author, scored once, pooled with holdout 17, to judge "
+     "the learned layer's margin calibrated on the spent holdouts."),
+    ("--holdout17", _EVAL + "safety_holdout17.jsonl",
+     "holdout 17 (fresh: reserved to judge the calibrated margin, with holdout 18)",
+     "A new holdout by a nineteenth author, scored once, pooled with holdout 18, to judge "
+     "the learned layer's margin calibrated on the spent holdouts."),
     ("--holdout16", _EVAL + "safety_holdout16.jsonl",
      "holdout 16 (spent: judged the all-mpnet-base-v2 regression member, not trained on)",
      "The newest holdout, by an eighteenth author: scored once with the regression member "

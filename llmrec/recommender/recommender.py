@@ -33,6 +33,8 @@ from llmrec.recommender.card import CardData, write_card
 from llmrec.recommender.storage import atomic_dir, read_json, write_json
 from llmrec.recommender.types import Evidence, Recommendation, RecommendationList, RemovedItem
 from llmrec.safety import SafetyFilter, Verdict
+from llmrec.safety.mpnet import MPNET
+from llmrec.safety.semantic import ENSEMBLE_MARGIN_BEFORE_CALIBRATION, MEMBERS
 from llmrec.train.config import TrainConfig
 from llmrec.train.trainer import FitResult, Trainer
 
@@ -607,7 +609,9 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
     "lexicon_veto": its verdicts were made without that veto, so it stays off; one saved
     before a dissenting member could keep a block has no "veto_dissent": it stays off (1); one
     saved before the regression member could read all-mpnet-base-v2 has no
-    "semantic_regression_model": its member read the layer's own encoder (semantic_model)."""
+    "semantic_regression_model": its member read the layer's own encoder (semantic_model). One
+    saved before the margin was pinned ("semantic_margin" None) with the three-member ensemble
+    keeps the cross-validated 3.25 its verdicts were made with, not today's calibrated default."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
@@ -626,6 +630,16 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
             and clf.get("semantic_method") == "ensemble" and "semantic_members" not in clf):
         # saved when the ensemble had two members (before the n-gram one): keep them
         values = {**values, "classifier": {**clf, "semantic_members": ["lora", "regression"]}}
+    clf = values.get("classifier")
+    if (isinstance(clf, dict) and clf.get("type") == "offline" and clf.get("semantic")
+            and clf.get("semantic_method", "ensemble") == "ensemble"
+            and clf.get("semantic_margin") is None
+            and clf.get("semantic_members") in (None, list(MEMBERS))
+            and clf.get("semantic_regression_model") != MPNET):
+        # saved before the margin was pinned and recalibrated on the spent holdouts: the
+        # three-member ensemble's verdicts were made with the cross-validated 3.25
+        values = {**values, "classifier": {
+            **clf, "semantic_margin": ENSEMBLE_MARGIN_BEFORE_CALIBRATION}}
     clf = values.get("classifier")
     if (folder is not None and isinstance(clf, dict)
             and isinstance(clf.get("semantic_weights"), str)

@@ -355,7 +355,13 @@ class OfflineToxicityClassifier:
         return self.analyze(list(texts))[1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "offline", **asdict(self)}
+        """The configuration with the learned layer's margin pinned (resolved from the
+        method's default when unset), so a saved filter keeps the margin its verdicts were
+        made with when a later version recalibrates the default."""
+        values = {"type": "offline", **asdict(self)}
+        if self.semantic and self.semantic_margin is None:
+            values["semantic_margin"] = float(self._settings.margin)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> OfflineToxicityClassifier:

@@ -28,7 +28,11 @@ texts and bare titles. Out of fold, with the rest of the filter (2,236 examples)
 recall 0.682 (margin 8.45, where the MovieLens constraint binds), regression 0.690 (c 30,
 margin 4.55, where the false-block constraint binds), n-grams 0.552 (c 30, margin 3.50),
 fine-tuned + regression 0.814 (margin 4.60, FBR 0.018), all three 0.850 (n-gram c 30, margin
-3.25, FBR 0.016; 0.849 / 0.011 once the layer also vetoes the lexicon). On the newest
+3.25, FBR 0.016; 0.849 / 0.011 once the layer also vetoes the lexicon). The default
+ensemble's margin is then calibrated on the spent holdouts (text by new authors, never
+trained on; ``eval/safety/calibrate_margin.py``): 2.25, the smallest whose full filter blocks
+at most 1.75% of their benign texts pooled (recall 0.958 at FBR 0.017 there, against 0.928 /
+0.011 at 3.25; left-one-holdout-out 0.956 / 0.016). On the newest
 holdout (15, a seventeenth author, scored once) the default filter with all three: recall 0.880
 at FBR 0.000, fine-tuned alone 0.773 (eval/safety/README.md). Benign examples also train as their
 bare titles and harmful ones with a year (:func:`format_variants`), so that the layer reads
@@ -56,6 +60,8 @@ from llmrec.safety.mpnet import MPNET
 
 __all__ = [
     "DEFAULT_EXAMPLES",
+    "ENSEMBLE_MARGIN_BEFORE_CALIBRATION",
+    "MEMBERS",
     "SemanticHarmModel",
     "SemanticSettings",
     "fit_regression",
@@ -76,7 +82,12 @@ METHODS = (*MEMBERS, "ensemble")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py), with
 # the regression member on all-MiniLM-L6-v2 ('default'; as before regression_model existed)
 DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
-ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 3.25}
+# the three-member ensemble's margin is calibrated on the spent holdouts instead
+# (eval/safety/calibrate_margin.py): the smallest margin whose full filter blocks at most
+# 1.75% of their benign texts pooled (and at most 3 MovieLens texts, 5% of explanations);
+# the out-of-fold rule gave 3.25, which saved filters made before keep
+ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 2.25}
+ENSEMBLE_MARGIN_BEFORE_CALIBRATION = 3.25
 # the same with the regression member on all-mpnet-base-v2 (regression_model='mpnet')
 # (out of fold with the rest of the filter: regression alone 0.836 at FBR 0.016, with the
 # fine-tuned member 0.857 / 0.014, all three 0.902 / 0.019; the MovieLens constraint binds)

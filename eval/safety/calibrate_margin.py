@@ -1,0 +1,148 @@
+"""How the default learned layer's margin was calibrated on the spent holdouts.
+
+    .venv/bin/python eval/safety/calibrate_margin.py [--max-fbr 0.0175] [--save grid.npz]
+
+The out-of-fold rule of ``learned_layer_cv.py`` sets the margin on the shipped training
+examples, whose benign half was written to trip the filter: on text by new authors it left
+the false-block side of the target unused (pooled over the spent holdouts: FBR 0.011 against
+0.02 allowed) and recall short of it. The spent holdouts (``--holdouts``: text by thirteen
+authors, already scored once and never trained on) are a sample of that new-author text, so
+the margin is chosen on them instead. The full default filter (lexicon, profanity-check,
+vetoes, policy) is run at every margin of a grid; the margin is **the smallest one whose
+pooled false-block rate on the holdouts' benign texts is <= ``--max-fbr``**, that blocks at
+most ``--max-ml-blocks`` MovieLens-100k texts (rendered or bare title) and at most
+``--max-explanation-fbr`` of the explanation sentences (the training examples' category
+``explanation`` and "Because you watched <title>." for 300 MovieLens titles).
+
+How well that rule does on a holdout it was not chosen on is estimated by leaving one holdout
+out: the margin is chosen on the other twelve and the left-out one is scored; the pooled
+left-out figures are printed per ``--max-fbr`` value. A new holdout scored once is the judge.
+Only the learned layer's margin changes here; its members and training are untouched. About
+40 s per margin on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "eval" / "safety"))
+
+from evaluate_safety import read_set  # noqa: E402
+
+from llmrec.safety import OfflineToxicityClassifier, SafetyFilter  # noqa: E402
+from llmrec.safety.semantic import DEFAULT_EXAMPLES, read_examples  # noqa: E402
+
+# the holdouts scored once and spent when the margin was calibrated (2026-12-05)
+SPENT = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+
+
+def leave_one_out(blocked: np.ndarray, harmful: np.ndarray, sets: np.ndarray,
+                  grid: np.ndarray, max_fbr: float, allowed: np.ndarray
+                  ) -> tuple[int, int, int, int, list[float]]:
+    """Pooled left-out (blocked harmful, harmful, blocked benign, benign) and the margins
+    chosen, when each holdout's margin is picked on the others. ``blocked`` (M, n) per grid
+    margin; ``allowed`` (M,) the margins that keep the MovieLens / explanation limits."""
+    hits = n_harm = fb = n_ben = 0
+    chosen = []
+    for name in sorted(set(sets.tolist())):
+        rest = sets != name
+        i = pick(blocked[:, rest], harmful[rest], grid, max_fbr, allowed)
+        chosen.append(float(grid[i]))
+        out = sets == name
+        hits += int(blocked[i, out & harmful].sum())
+        n_harm += int((out & harmful).sum())
+        fb += int(blocked[i, out & ~harmful].sum())
+        n_ben += int((out & ~harmful).sum())
+    return hits, n_harm, fb, n_ben, chosen
+
+
+def pick(blocked: np.ndarray, harmful: np.ndarray, grid: np.ndarray, max_fbr: float,
+         allowed: np.ndarray) -> int:
+    """Index of the smallest margin with a pooled benign block rate <= ``max_fbr`` among the
+    ``allowed`` ones (the largest allowed margin when none is low enough)."""
+    ok = [i for i in np.argsort(grid)
+          if allowed[i] and blocked[i, ~harmful].mean() <= max_fbr]
+    return int(ok[0]) if ok else int(np.flatnonzero(allowed)[np.argmax(grid[allowed])])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--holdouts", type=int, nargs="+", default=list(SPENT),
+                        help="Spent holdout numbers (eval/safety/safety_holdout<N>.jsonl).")
+    parser.add_argument("--max-fbr", type=float, default=0.0175,
+                        help="Pooled false-block rate allowed on the holdouts' benign texts "
+                        "(the target's 0.02 less an eighth for the next author's text).")
+    parser.add_argument("--also-fbr", type=float, nargs="*",
+                        default=[0.01, 0.0125, 0.015, 0.0175, 0.02],
+                        help="Left-one-out estimates printed for these limits too.")
+    parser.add_argument("--grid", type=float, nargs=3, default=[1.0, 3.25, 0.125],
+                        metavar=("LOW", "HIGH", "STEP"))
+    parser.add_argument("--max-ml-blocks", type=int, default=3)
+    parser.add_argument("--max-explanation-fbr", type=float, default=0.05)
+    parser.add_argument("--ml100k-cache", default=None)
+    parser.add_argument("--save", default=None, help="Save the per-margin verdicts (npz).")
+    args = parser.parse_args(argv)
+
+    from llmrec.data import load_dataset
+
+    rows, sets = [], []
+    for n in args.holdouts:
+        found = read_set(ROOT / "eval" / "safety" / f"safety_holdout{n}.jsonl")
+        rows += found
+        sets += [n] * len(found)
+    texts = [r["text"] for r in rows]
+    harmful = np.array([r["label"] == "harmful" for r in rows])
+    sets_a = np.array(sets)
+    kwargs = {"cache_dir": args.ml100k_cache} if args.ml100k_cache else {}
+    catalog = load_dataset("ml-100k", **kwargs).catalog
+    ml = list(catalog.texts()) + [str(t) for t in catalog.table["title"]]
+    explanations = [r["text"] for r in read_examples(DEFAULT_EXAMPLES)
+                    if r.get("category") == "explanation"]
+    explanations += [f"Because you watched {t}." for t in list(catalog.table["title"])[:300]]
+
+    low, high, step = args.grid
+    grid = np.round(np.arange(high, low - step / 2, -step), 4)
+    blocked, ml_blocks, expl_rate = [], [], []
+    for margin in grid:
+        flt = SafetyFilter(OfflineToxicityClassifier(semantic_margin=float(margin)))
+        blocked.append([v.blocked for v in flt.check(texts)])
+        ml_blocks.append(sum(v.blocked for v in flt.check(ml)))
+        expl_rate.append(float(np.mean([v.blocked for v in flt.check(explanations)])))
+        print(f"margin {margin:.3f} scored", file=sys.stderr, flush=True)
+    b = np.array(blocked)  # (M, n)
+    ml_a, expl_a = np.array(ml_blocks), np.array(expl_rate)
+    allowed = (ml_a <= args.max_ml_blocks) & (expl_a <= args.max_explanation_fbr)
+    if args.save:
+        np.savez(args.save, grid=grid, blocked=b, harmful=harmful, sets=sets_a,
+                 ml_blocks=ml_a, explanation_rate=expl_a)
+
+    n_h, n_b = int(harmful.sum()), int((~harmful).sum())
+    print(f"{len(args.holdouts)} holdouts ({n_h} harmful, {n_b} benign); {len(ml)} MovieLens "
+          f"texts; {len(explanations)} explanation sentences\n")
+    print("| margin | recall | FBR (blocked) | MovieLens blocked | explanations blocked |")
+    print("|---|---|---|---|---|")
+    for i in np.argsort(grid):
+        print(f"| {grid[i]:.3f} | {b[i, harmful].mean():.3f} | {b[i, ~harmful].mean():.4f} "
+              f"({int(b[i, ~harmful].sum())}) | {ml_a[i]} | {expl_a[i]:.3f} |")
+    print("\n| max FBR | margin on all | left-one-out recall | left-one-out FBR | margins chosen |")
+    print("|---|---|---|---|---|")
+    for max_fbr in sorted({*args.also_fbr, args.max_fbr}):
+        hits, nh, fb, nb, chosen = leave_one_out(b, harmful, sets_a, grid, max_fbr, allowed)
+        full = grid[pick(b, harmful, grid, max_fbr, allowed)]
+        print(f"| {max_fbr:g} | {full:.3f} | {hits / nh:.3f} ({hits}/{nh}) | "
+              f"{fb / nb:.4f} ({fb}/{nb}) | {min(chosen):.3f}-{max(chosen):.3f} |")
+    i = pick(b, harmful, grid, args.max_fbr, allowed)
+    print(json.dumps({"margin": float(grid[i]), "recall": float(b[i, harmful].mean()),
+                      "fbr": float(b[i, ~harmful].mean()), "ml_blocks": int(ml_a[i]),
+                      "explanation_fbr": float(expl_a[i])}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
