@@ -172,13 +172,13 @@ _SPENT = "(spent: scored once, not trained on)"
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout18", _EVAL + "safety_holdout18.jsonl",
-     "holdout 18 (fresh: reserved to judge the calibrated margin, with holdout 17)",
-     "A new holdout by a twentieth author, scored once, pooled with holdout 17, to judge "
-     "the learned layer's margin calibrated on the spent holdouts."),
+     "holdout 18 (spent: judged the calibrated margin with holdout 17, not trained on)",
+     "Holdout 18 (by a twentieth author; scored once, pooled with holdout 17, with the "
+     "learned layer's margin calibrated on the spent holdouts, which shipped; then spent)."),
     ("--holdout17", _EVAL + "safety_holdout17.jsonl",
-     "holdout 17 (fresh: reserved to judge the calibrated margin, with holdout 18)",
-     "A new holdout by a nineteenth author, scored once, pooled with holdout 18, to judge "
-     "the learned layer's margin calibrated on the spent holdouts."),
+     "holdout 17 (spent: judged the calibrated margin with holdout 18, not trained on)",
+     "Holdout 17 (by a nineteenth author; scored once, pooled with holdout 18, with the "
+     "learned layer's margin calibrated on the spent holdouts, which shipped; then spent)."),
     ("--holdout16", _EVAL + "safety_holdout16.jsonl",
      "holdout 16 (spent: judged the all-mpnet-base-v2 regression member, not trained on)",
      "The newest holdout, by an eighteenth author: scored once with the regression member "
