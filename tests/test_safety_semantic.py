@@ -92,7 +92,8 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
         ({"margin": "1"}, "semantic margin must be a number"),
         ({"batch_size": 0}, "semantic batch_size must be an int >= 1"),
         ({"method": "svm"},
-         r"semantic method must be one of \('lora', 'regression', 'ngram', 'ensemble'\)"),
+         r"semantic method must be one of \('lora', 'regression', 'ngram', 'mpnet', "
+         r"'ensemble'\)"),
         ({"ngram_c": 0}, "semantic ngram_c must be a number > 0"),
         ({"method": "ensemble", "members": ("lora",)},
          r"semantic members must be two or more distinct of \('lora'"),
@@ -104,6 +105,10 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
         ({"method": "ensemble", "members": ("regression", "ngram")},
          r"semantic margin: no cross-validated default for the members \(.regression., "
          r"'ngram'\) \(regression_model 'default'\); pass margin"),
+        ({"method": "ensemble", "members": ("regression", "mpnet"), "regression_model": "mpnet",
+          "margin": 1.0}, "members 'regression' and 'mpnet' with regression_model 'mpnet' "
+         "would be the same regression twice"),
+        ({"method": "mpnet"}, r"no cross-validated default for the members \('mpnet',\)"),
         ({"r": 0}, "semantic r must be an int >= 1"),
         ({"epochs": 1.5}, "semantic epochs must be an int >= 1"),
     ],
@@ -693,3 +698,89 @@ def test_to_dict_pins_the_resolved_margin(kwargs, pinned):
     again = classifier_from_dict(_saved_safety({"classifier": values})["classifier"])
     assert again.semantic_settings.margin == OfflineToxicityClassifier(**kwargs
                                                                        ).semantic_settings.margin
+
+
+@pytest.fixture
+def tiny_mpnet(tiny_encoder_dir, tmp_path_factory, monkeypatch) -> str:
+    """'mpnet' resolved to a second tiny random BERT (another seed than ``tiny_encoder_dir``),
+    so the 'mpnet' member reads its own encoder without the 420 MB model."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    import llmrec.safety.mpnet as mpnet
+
+    path = tmp_path_factory.mktemp("tiny-mpnet")
+    tok = AutoTokenizer.from_pretrained(tiny_encoder_dir)
+    torch.manual_seed(1)
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, intermediate_size=37)).save_pretrained(path)
+    tok.save_pretrained(path)
+    real = mpnet.resolve_sentence_model
+    monkeypatch.setattr(mpnet, "resolve_sentence_model",  # read at call time
+                        lambda name, cache=None: str(path) if name == "mpnet" else real(name))
+    return str(path)
+
+
+def test_mpnet_member_is_a_regression_on_its_own_encoder(tiny_encoder_dir, tiny_mpnet, examples,
+                                                         llmrec_cache):
+    """'mpnet' = the regression fitted on all-mpnet-base-v2's embeddings, beside the one on the
+    layer's encoder: the ensemble averages both, each as trained alone."""
+    from llmrec.safety.semantic import harm_logodds
+
+    common = {"model": tiny_encoder_dir, "examples": (str(examples),), "c": 3.0}
+    together = SemanticHarmModel(SemanticSettings(method="ensemble", margin=0.5,
+                                                  members=("mpnet", "regression"), **common))
+    assert together.settings.members == ("regression", "mpnet")  # canonical order
+    alone = [SemanticHarmModel(SemanticSettings(method="regression", margin=0.0,
+                                                regression_model=m, **common))
+             for m in (tiny_encoder_dir, tiny_mpnet)]
+    texts = [r["text"] for r in _rows()] + ["an unseen text about knives"]
+    z = np.mean([harm_logodds(m._embed(texts) @ m.weight.T + m.bias) for m in alone], 0)
+    score, _, harm, _ = together.analyze(texts, np.ones(len(texts)))
+    np.testing.assert_allclose(score, np.round(1 / (1 + np.exp(-(z - 0.5))), 4), atol=1e-4)
+    np.testing.assert_allclose(harm, np.round(1 / (1 + np.exp(-z)), 4), atol=1e-4)
+    # the two regressions differ (another encoder), so both matter
+    assert not np.allclose(together.mpnet_weight, alone[0].weight)
+    np.testing.assert_allclose(together.mpnet_weight, alone[1].weight)
+
+
+@pytest.mark.parametrize(
+    "loaded_members, message",
+    [(("regression", "mpnet"), None),
+     (("regression", "ngram"), r"unexpected keys \['mpnet.bias', 'mpnet.weight'\]"),
+     (("ngram", "mpnet"), r"unexpected keys \['regression.bias', 'regression.weight'\]"),
+     (("lora", "regression", "mpnet"), r"missing keys \[.*lora")],
+)
+def test_saved_mpnet_member_loads_strictly(tiny_encoder_dir, tiny_mpnet, examples, llmrec_cache,
+                                           tmp_path, loaded_members, message):
+    from safetensors.torch import save_file
+
+    common = {"model": tiny_encoder_dir, "examples": (str(examples),), "margin": 0.0,
+              "method": "ensemble", "epochs": 1, "r": 4}
+    layer = SemanticHarmModel(SemanticSettings(members=("regression", "mpnet"), **common))
+    state = layer.state()
+    assert {k for k in state if k.startswith("mpnet.")} == {"mpnet.weight", "mpnet.bias"}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    load = SemanticSettings(members=loaded_members, weights=str(tmp_path / "w.safetensors"),
+                            **common)
+    if message is not None:
+        with pytest.raises(ValueError, match=message):
+            SemanticHarmModel(load)
+        return
+    texts = [r["text"] for r in _rows()]
+    np.testing.assert_array_equal(SemanticHarmModel(load).scores(texts, np.ones(len(texts)))[0],
+                                  layer.scores(texts, np.ones(len(texts)))[0])
+
+
+def test_members_are_pinned_in_saved_filters():
+    """to_dict writes the resolved members; a filter saved before they were pinned (None)
+    keeps the three that None meant then, whatever today's default."""
+    from llmrec.recommender.recommender import _saved_safety
+
+    assert OfflineToxicityClassifier().to_dict()["semantic_members"] == [
+        "lora", "regression", "ngram"]
+    assert OfflineToxicityClassifier(semantic_method="lora").to_dict()["semantic_members"] is None
+    old = {"type": "offline", "semantic_method": "ensemble", "semantic_margin": 3.25,
+           "semantic_members": None}
+    assert _saved_safety({"classifier": old})["classifier"]["semantic_members"] == [
+        "lora", "regression", "ngram"]

@@ -17,8 +17,10 @@ most ``--max-ml-blocks`` MovieLens-100k texts (rendered or bare title) and at mo
 How well that rule does on a holdout it was not chosen on is estimated by leaving one holdout
 out: the margin is chosen on the other twelve and the left-out one is scored; the pooled
 left-out figures are printed per ``--max-fbr`` value. A new holdout scored once is the judge.
-Only the learned layer's margin changes here; its members and training are untouched. About
-40 s per margin on a 2-core CPU.
+Only the learned layer's margin changes here; its training is untouched. ``--members`` picks
+the ensemble's members (default: the default three; ``lora regression ngram mpnet`` adds the
+all-mpnet-base-v2 regression). Each member's logits are computed once per text and reused at
+every margin, so a grid costs about one scoring of the texts plus a few seconds per margin.
 """
 
 from __future__ import annotations
@@ -36,10 +38,41 @@ sys.path.insert(0, str(ROOT / "eval" / "safety"))
 from evaluate_safety import read_set  # noqa: E402
 
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter  # noqa: E402
-from llmrec.safety.semantic import DEFAULT_EXAMPLES, read_examples  # noqa: E402
+from llmrec.safety.semantic import (  # noqa: E402
+    DEFAULT_EXAMPLES,
+    DEFAULT_MEMBERS,
+    MEMBERS,
+    SemanticHarmModel,
+    read_examples,
+)
 
 # the holdouts scored once and spent when the margin was calibrated (2026-12-05)
 SPENT = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+# and when the four-member ensemble's margin was (2026-12-06)
+SPENT_DEC6 = (*SPENT, 17, 18)
+
+
+def memoize(model: SemanticHarmModel, memo: dict[tuple[str, str], object]) -> None:
+    """Make ``model``'s members look each text up in ``memo`` (shared by the models of every
+    margin: the same members and training, so the same logits) before computing it."""
+    def cached(name: str, compute):  # compute(texts) -> (n, K) logits
+        def run(texts, *args):
+            todo = list(dict.fromkeys(t for t in texts if (name, t) not in memo))
+            if todo:
+                for t, row in zip(todo, compute(todo, *args), strict=True):
+                    memo[name, t] = row
+            return np.stack([memo[name, t] for t in texts]) if texts else compute(texts, *args)
+        return run
+
+    if model.classifier is not None:
+        model.classifier.logits = cached("lora", model.classifier.logits)
+    if model.ngram is not None:
+        model.ngram.logits = cached("ngram", model.ngram.logits)
+    embed = model._embed
+    encoders = {id(model.encoder): "regression", id(model.mpnet_encoder): "mpnet"}
+    model._embed = lambda texts, encoder=None: cached(
+        encoders[id(model.encoder if encoder is None else encoder)],
+        lambda t: embed(t, encoder))(texts)
 
 
 def leave_one_out(blocked: np.ndarray, harmful: np.ndarray, sets: np.ndarray,
@@ -85,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         metavar=("LOW", "HIGH", "STEP"))
     parser.add_argument("--max-ml-blocks", type=int, default=3)
     parser.add_argument("--max-explanation-fbr", type=float, default=0.05)
+    parser.add_argument("--members", nargs="+", choices=MEMBERS, default=list(DEFAULT_MEMBERS),
+                        help="The ensemble's members (two or more).")
     parser.add_argument("--ml100k-cache", default=None)
     parser.add_argument("--save", default=None, help="Save the per-margin verdicts (npz).")
     args = parser.parse_args(argv)
@@ -109,8 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     low, high, step = args.grid
     grid = np.round(np.arange(high, low - step / 2, -step), 4)
     blocked, ml_blocks, expl_rate = [], [], []
+    memo: dict[tuple[str, str], object] = {}
     for margin in grid:
-        flt = SafetyFilter(OfflineToxicityClassifier(semantic_margin=float(margin)))
+        clf = OfflineToxicityClassifier(semantic_margin=float(margin),
+                                        semantic_members=list(args.members))
+        memoize(clf.semantic_model_(), memo)
+        flt = SafetyFilter(clf)
         blocked.append([v.blocked for v in flt.check(texts)])
         ml_blocks.append(sum(v.blocked for v in flt.check(ml)))
         expl_rate.append(float(np.mean([v.blocked for v in flt.check(explanations)])))
@@ -123,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                  ml_blocks=ml_a, explanation_rate=expl_a)
 
     n_h, n_b = int(harmful.sum()), int((~harmful).sum())
-    print(f"{len(args.holdouts)} holdouts ({n_h} harmful, {n_b} benign); {len(ml)} MovieLens "
+    print(f"members {' + '.join(clf.semantic_settings.members)}; "
+          f"{len(args.holdouts)} holdouts ({n_h} harmful, {n_b} benign); {len(ml)} MovieLens "
           f"texts; {len(explanations)} explanation sentences\n")
     print("| margin | recall | FBR (blocked) | MovieLens blocked | explanations blocked |")
     print("|---|---|---|---|---|")

@@ -96,7 +96,7 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             OfflineToxicityClassifier(lexicon_path=args.lexicon), policy
         ),
     }
-    for method in (m for m in METHODS if m != default and m != "ngram"):
+    for method in (m for m in METHODS if m not in (default, "ngram", "mpnet")):
         found[f"offline, learned layer = {LAYER_NAMES[method]}"] = (
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),

@@ -34,7 +34,7 @@ from llmrec.recommender.storage import atomic_dir, read_json, write_json
 from llmrec.recommender.types import Evidence, Recommendation, RecommendationList, RemovedItem
 from llmrec.safety import SafetyFilter, Verdict
 from llmrec.safety.mpnet import MPNET
-from llmrec.safety.semantic import ENSEMBLE_MARGIN_BEFORE_CALIBRATION, MEMBERS
+from llmrec.safety.semantic import ENSEMBLE_MARGIN_BEFORE_CALIBRATION
 from llmrec.train.config import TrainConfig
 from llmrec.train.trainer import FitResult, Trainer
 
@@ -598,6 +598,9 @@ def _learned_layer(safety: SafetyFilter) -> Any:
     return None
 
 
+_THREE_MEMBERS = ("lora", "regression", "ngram")  # the default ensemble up to 2026-12-06
+
+
 def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
     """A saved filter configuration as it was saved: an offline classifier stored before the
     learned layer existed has no "semantic" key, and its stored catalog verdicts were made
@@ -611,7 +614,9 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
     saved before the regression member could read all-mpnet-base-v2 has no
     "semantic_regression_model": its member read the layer's own encoder (semantic_model). One
     saved before the margin was pinned ("semantic_margin" None) with the three-member ensemble
-    keeps the cross-validated 3.25 its verdicts were made with, not today's calibrated default."""
+    keeps the cross-validated 3.25 its verdicts were made with, not today's calibrated default;
+    one saved before the members were pinned ("semantic_members" None) keeps the three members
+    None meant then (lora, regression, ngram), whatever today's default."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
@@ -631,10 +636,16 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
         # saved when the ensemble had two members (before the n-gram one): keep them
         values = {**values, "classifier": {**clf, "semantic_members": ["lora", "regression"]}}
     clf = values.get("classifier")
+    if (isinstance(clf, dict) and clf.get("type") == "offline"
+            and clf.get("semantic_method", "ensemble") == "ensemble"
+            and clf.get("semantic_members", "absent") is None):
+        # saved before the members were pinned: None then meant these three
+        values = {**values, "classifier": {**clf, "semantic_members": list(_THREE_MEMBERS)}}
+    clf = values.get("classifier")
     if (isinstance(clf, dict) and clf.get("type") == "offline" and clf.get("semantic")
             and clf.get("semantic_method", "ensemble") == "ensemble"
             and clf.get("semantic_margin") is None
-            and clf.get("semantic_members") in (None, list(MEMBERS))
+            and clf.get("semantic_members") == list(_THREE_MEMBERS)
             and clf.get("semantic_regression_model") != MPNET):
         # saved before the margin was pinned and recalibrated on the spent holdouts: the
         # three-member ensemble's verdicts were made with the cross-validated 3.25

@@ -205,7 +205,8 @@ class OfflineToxicityClassifier:
     semantic_members: list[str] | None = field(
         default=None,
         metadata={"help": "'ensemble': which members it averages (two or more of 'lora', "
-                  "'regression', 'ngram'); None = all three."},
+                  "'regression', 'ngram', 'mpnet'); None = the default three: 'lora', "
+                  "'regression', 'ngram'."},
     )
     semantic_ngram_c: float | None = field(
         default=None,
@@ -355,12 +356,14 @@ class OfflineToxicityClassifier:
         return self.analyze(list(texts))[1]
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration with the learned layer's margin pinned (resolved from the
-        method's default when unset), so a saved filter keeps the margin its verdicts were
-        made with when a later version recalibrates the default."""
+        """The configuration with the learned layer's margin and members pinned (resolved
+        from the defaults when unset), so a saved filter keeps the operating point its verdicts
+        were made with when a later version changes the defaults."""
         values = {"type": "offline", **asdict(self)}
         if self.semantic and self.semantic_margin is None:
             values["semantic_margin"] = float(self._settings.margin)
+        if self.semantic and self.semantic_members is None and self._settings.members:
+            values["semantic_members"] = list(self._settings.members)
         return values
 
     @classmethod

@@ -10,7 +10,8 @@ adapter and a linear head (:mod:`llmrec.safety.finetuned`; trained once, then ca
 disk); ``regression`` fits a softmax regression on a frozen sentence encoder's embeddings
 (the layer's encoder, all-MiniLM-L6-v2, by default; ``regression_model="mpnet"`` reads
 all-mpnet-base-v2, :mod:`llmrec.safety.mpnet`; ~30 s / ~3 min, also cached); ``ngram``
-one on character n-grams (:mod:`llmrec.safety.ngram`, ~10 s, cached).
+one on character n-grams (:mod:`llmrec.safety.ngram`, ~10 s, cached); ``mpnet`` a second
+regression, on all-mpnet-base-v2's embeddings, beside the one on the layer's encoder.
 ``ensemble`` (:class:`~llmrec.safety.OfflineToxicityClassifier`'s default, all three)
 scores the mean of their harm log-odds: they read
 different things (the fine-tuned classifier the wording, the frozen embeddings the topic, the
@@ -60,6 +61,7 @@ from llmrec.safety.mpnet import MPNET
 
 __all__ = [
     "DEFAULT_EXAMPLES",
+    "DEFAULT_MEMBERS",
     "ENSEMBLE_MARGIN_BEFORE_CALIBRATION",
     "MEMBERS",
     "SemanticHarmModel",
@@ -77,7 +79,9 @@ __all__ = [
 DEFAULT_EXAMPLES = tuple(sorted((Path(__file__).parent / "data").glob("*.jsonl")))
 LABELS = ("harmful", "benign")
 BENIGN = "benign"
-MEMBERS = ("lora", "regression", "ngram")  # what an ensemble can combine
+MEMBERS = ("lora", "regression", "ngram", "mpnet")  # what an ensemble can combine
+# what members=None means: the ensemble's default members
+DEFAULT_MEMBERS = ("lora", "regression", "ngram")
 METHODS = (*MEMBERS, "ensemble")
 # chosen by cross-validation on the shipped examples (eval/safety/learned_layer_cv.py), with
 # the regression member on all-MiniLM-L6-v2 ('default'; as before regression_model existed)
@@ -95,6 +99,7 @@ MPNET_MARGINS = {("regression",): 3.05, ("lora", "regression"): 4.65,
                  ("lora", "regression", "ngram"): 2.80}
 REGRESSION_VERSION = 1  # bump when the regression's fit changes: cached fits are then redone
 _REGRESSION = "regression."  # a saved layer's regression tensors: weight (K, D), bias (K,)
+_MPNET = "mpnet."  # the same for the 'mpnet' member's
 
 
 _YEAR = re.compile(r"\s*\(\d{4}(?:\s*miniseries)?\)")
@@ -171,8 +176,10 @@ class SemanticSettings:
                   "regression on the frozen encoder's embeddings (~30 s, cached; 0.69 at FBR "
                   "0.02); 'ngram' = one on character n-grams (~10 s, cached; 0.55 at FBR "
                   "0.011); 'ensemble' = several (members), scored by the mean of their harm "
-                  "log-odds (all three: 0.85 at FBR 0.016; OfflineToxicityClassifier's "
-                  "default)."},
+                  "log-odds (lora + regression + ngram: 0.85 at FBR 0.016; "
+                  "OfflineToxicityClassifier's default); 'mpnet' = a regression on "
+                  "all-mpnet-base-v2's embeddings (llmrec.safety.mpnet; ~3 min, cached), "
+                  "as an ensemble member."},
     )
     c: float = field(default=30.0, metadata={"help": "Inverse L2 strength of the regression."})
     regression_model: str | None = field(
@@ -189,7 +196,7 @@ class SemanticSettings:
     members: tuple[str, ...] | None = field(
         default=None,
         metadata={"help": f"'ensemble' only: the members it averages, two or more of "
-                  f"{MEMBERS}; None = all of them."},
+                  f"{MEMBERS}; None = {DEFAULT_MEMBERS}."},
     )
     margin: float | None = field(
         default=None,
@@ -213,7 +220,7 @@ class SemanticSettings:
             raise ValueError(f"semantic members are for method 'ensemble' only, got members "
                              f"{self.members!r} with method {self.method!r}")
         if self.method == "ensemble":
-            members = MEMBERS if self.members is None else self.members
+            members = DEFAULT_MEMBERS if self.members is None else self.members
             if isinstance(members, str) or not isinstance(members, (list, tuple)) or (
                     len(set(members)) < 2 or len(set(members)) != len(members)
                     or not set(members) <= set(MEMBERS)):
@@ -227,6 +234,10 @@ class SemanticSettings:
         if not isinstance(self.regression_model, str) or not self.regression_model:
             raise ValueError(f"semantic regression_model must be 'mpnet', 'default', a folder "
                              f"or a hub id, got {self.regression_model!r}")
+        if {"regression", MPNET} <= set(self.uses()) and self.regression_model == MPNET:
+            raise ValueError("semantic members 'regression' and 'mpnet' with regression_model "
+                             "'mpnet' would be the same regression twice; use regression_model "
+                             "'default' (or a folder / hub id) beside the 'mpnet' member")
         if self.margin is None:
             self.margin = self._default_margin()
         for name in ("r", "epochs"):
@@ -300,7 +311,7 @@ class SemanticHarmModel:
         self.examples_sha256 = digest.hexdigest()
         self.n_examples = len(rows)
         path = resolve_model_path(settings.model)
-        self.encoder = self.classifier = self.ngram = None
+        self.encoder = self.classifier = self.ngram = self.mpnet_encoder = None
         uses = settings.uses()
         saved = None  # a saved layer's tensors per member: {"lora": adapter + head, ...}
         if settings.weights is not None:
@@ -320,9 +331,18 @@ class SemanticHarmModel:
             self.encoder = SentenceTransformer(resolve_sentence_model(settings.regression_model),
                                                device="cpu")
             if saved is not None:
-                self.weight, self.bias = self._saved_regression(saved["regression"])
+                self.weight, self.bias = self._saved_regression(
+                    saved["regression"], self.encoder, _REGRESSION)
             else:
-                self.weight, self.bias = self._regression(texts, y)
+                self.weight, self.bias = self._regression(texts, y, self.encoder)
+        if MPNET in uses:
+            self.mpnet_encoder = SentenceTransformer(resolve_sentence_model(MPNET), device="cpu")
+            if saved is not None:
+                self.mpnet_weight, self.mpnet_bias = self._saved_regression(
+                    saved[MPNET], self.mpnet_encoder, _MPNET)
+            else:
+                self.mpnet_weight, self.mpnet_bias = self._regression(texts, y,
+                                                                      self.mpnet_encoder)
         if "ngram" in uses:
             from llmrec.safety.ngram import NgramRegression
 
@@ -331,14 +351,16 @@ class SemanticHarmModel:
                           if saved is not None else self._ngram(texts, y))
 
     def _saved_members(self, uses: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-        """The saved layer's tensors, split by member (``regression.*``, ``ngram.*``, the rest
-        the fine-tuned one's); tensors of a member this layer does not use are an error."""
+        """The saved layer's tensors, split by member (``regression.*``, ``mpnet.*``,
+        ``ngram.*``, the rest the fine-tuned one's); tensors of a member this layer does not use
+        are an error."""
         from llmrec.safety.finetuned import read_tensors
         from llmrec.safety.ngram import PREFIX as NGRAM
 
-        groups: dict[str, dict[str, Any]] = {"regression": {}, "ngram": {}, "lora": {}}
+        groups: dict[str, dict[str, Any]] = {m: {} for m in MEMBERS}
         for name, tensor in read_tensors(self.settings.weights).items():
             member = ("regression" if name.startswith(_REGRESSION)
+                      else MPNET if name.startswith(_MPNET)
                       else "ngram" if name.startswith(NGRAM) else "lora")
             groups[member][name] = tensor
         for member, tensors in groups.items():
@@ -348,41 +370,44 @@ class SemanticHarmModel:
                                  f"(members {uses})")
         return groups
 
-    def _saved_regression(self, saved: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """The regression of a saved layer (its ``regression.*`` tensors), strictly: exactly
-        weight and bias, shaped for these classes and this encoder."""
-        names = {_REGRESSION + "weight", _REGRESSION + "bias"}
+    def _saved_regression(self, saved: dict[str, Any], encoder: Any, prefix: str
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """A regression of a saved layer (its ``regression.*`` or ``mpnet.*`` tensors),
+        strictly: exactly weight and bias, shaped for these classes and ``encoder``."""
+        names = {prefix + "weight", prefix + "bias"}
         where = f"semantic weights {self.settings.weights}"
         missing, extra = sorted(names - set(saved)), sorted(set(saved) - names)
         if missing or extra:
             raise ValueError(f"{where}: missing keys {missing}, unexpected keys {extra[:5]} "
-                             f"for the {self.settings.method!r} layer's regression")
-        weight = saved[_REGRESSION + "weight"].double().numpy()
-        bias = saved[_REGRESSION + "bias"].double().numpy()
-        dim = (getattr(self.encoder, "get_embedding_dimension", None)  # sentence-transformers 5
-               or self.encoder.get_sentence_embedding_dimension)()
+                             f"for the {self.settings.method!r} layer's {prefix[:-1]} member")
+        weight = saved[prefix + "weight"].double().numpy()
+        bias = saved[prefix + "bias"].double().numpy()
+        dim = (getattr(encoder, "get_embedding_dimension", None)  # sentence-transformers 5
+               or encoder.get_sentence_embedding_dimension)()
         if weight.shape != (len(self.classes), dim) or bias.shape != (len(self.classes),):
             raise ValueError(f"{where}: regression of shape {weight.shape} / {bias.shape}, "
                              f"expected {(len(self.classes), dim)} / {(len(self.classes),)} "
                              f"(classes {self.classes})")
         return weight, bias
 
-    def _regression(self, texts: list[str], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The regression for these examples (deterministic, but embedding its ~5k training
-        texts takes ~30 s on a CPU): cached like every member."""
+    def _regression(self, texts: list[str], y: np.ndarray, encoder: Any
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The regression on ``encoder``'s embeddings for these examples (deterministic, but
+        embedding its ~5k training texts takes ~30 s on a CPU with all-MiniLM-L6-v2, ~3 min
+        with all-mpnet-base-v2): cached like every member, keyed by the encoder's weights."""
         import torch
 
         from llmrec.models.embedding_cache import tensors_digest
 
-        vocab = json.dumps(sorted(self.encoder.tokenizer.get_vocab().items()))
-        spec = {"encoder": tensors_digest(self.encoder.state_dict().items()),
+        vocab = json.dumps(sorted(encoder.tokenizer.get_vocab().items()))
+        spec = {"encoder": tensors_digest(encoder.state_dict().items()),
                 "vocab": hashlib.sha256(vocab.encode()).hexdigest(),
-                "max_seq_length": self.encoder.max_seq_length,
-                "modules": [type(m).__name__ for m in self.encoder],
+                "max_seq_length": encoder.max_seq_length,
+                "modules": [type(m).__name__ for m in encoder],
                 "c": float(self.settings.c), "version": REGRESSION_VERSION}
 
         def fit() -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
-            weight, bias = fit_regression(self._embed(texts), y, self.settings.c)
+            weight, bias = fit_regression(self._embed(texts, encoder), y, self.settings.c)
             return (weight, bias), {"weight": torch.from_numpy(weight),
                                     "bias": torch.from_numpy(bias)}
 
@@ -438,6 +463,9 @@ class SemanticHarmModel:
         if self.encoder is not None:
             out[_REGRESSION + "weight"] = torch.from_numpy(np.ascontiguousarray(self.weight))
             out[_REGRESSION + "bias"] = torch.from_numpy(np.ascontiguousarray(self.bias))
+        if self.mpnet_encoder is not None:
+            out[_MPNET + "weight"] = torch.from_numpy(np.ascontiguousarray(self.mpnet_weight))
+            out[_MPNET + "bias"] = torch.from_numpy(np.ascontiguousarray(self.mpnet_bias))
         if self.ngram is not None:
             out.update(self.ngram.state())
         return out
@@ -455,10 +483,12 @@ class SemanticHarmModel:
                 cls._cache[key] = cls(settings)
             return cls._cache[key]
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        emb = self.encoder.encode(texts, batch_size=self.settings.batch_size,
-                                  normalize_embeddings=True, convert_to_numpy=True,
-                                  show_progress_bar=False)
+    def _embed(self, texts: list[str], encoder: Any = None) -> np.ndarray:
+        """Unit-norm embeddings of ``texts`` by ``encoder`` (the regression member's)."""
+        encoder = self.encoder if encoder is None else encoder
+        emb = encoder.encode(texts, batch_size=self.settings.batch_size,
+                             normalize_embeddings=True, convert_to_numpy=True,
+                             show_progress_bar=False)
         return np.asarray(emb, dtype=np.float64).reshape(len(texts), -1)  # (n, D)
 
     def scores(self, texts: list[str], dampen: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -478,13 +508,16 @@ class SemanticHarmModel:
 
         if not texts:
             return np.zeros(0), [], np.zeros(0), np.zeros(0)
-        parts = []  # (n, K) logits per member: fine-tuned classifier, regression, n-grams
+        parts = []  # (n, K) logits per member, in MEMBERS order
         if self.classifier is not None:
             parts.append(self.classifier.logits(texts, self.settings.batch_size))
         if self.encoder is not None:
             parts.append(self._embed(texts) @ self.weight.T + self.bias)
         if self.ngram is not None:
             parts.append(self.ngram.logits(texts))
+        if self.mpnet_encoder is not None:
+            parts.append(self._embed(texts, self.mpnet_encoder) @ self.mpnet_weight.T
+                         + self.mpnet_bias)
         member_harm = [harm_probability(p) for p in parts]  # (n,) per member
         dissent = np.max(member_harm, axis=0)  # (n,) the most alarmed member
         if len(parts) == 1:
