@@ -30,7 +30,11 @@ from llmrec.safety import (  # noqa: E402
     ProfanityCheckClassifier,
     SafetyFilter,
 )
-from llmrec.safety.semantic import ENSEMBLE_MARGIN_BEFORE_CALIBRATION, METHODS  # noqa: E402
+from llmrec.safety.semantic import (  # noqa: E402
+    ENSEMBLE_MARGIN_BEFORE_CALIBRATION,
+    MEMBERS,
+    METHODS,
+)
 
 HARM_CATEGORIES = ("insult", "threat", "identity_hate", "sexual", "self_harm")
 
@@ -101,6 +105,9 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
+    found["offline, four members: + a regression on all-mpnet-base-v2 (registered, judged by "
+          "holdouts 19 and 20)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
+              lexicon_path=args.lexicon, semantic_members=list(MEMBERS)), policy))
     found["offline, learned-layer margin 3.25 (out of fold; the default until holdouts 17-18)"
           ] = (lambda: SafetyFilter(OfflineToxicityClassifier(
               lexicon_path=args.lexicon, semantic_margin=ENSEMBLE_MARGIN_BEFORE_CALIBRATION),
@@ -171,6 +178,14 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout20", _EVAL + "safety_holdout20.jsonl",
+     "holdout 20 (judges the four-member layer with holdout 19, not trained on)",
+     "Holdout 20 (by a twenty-second author; scored once, pooled with holdout 19, with the "
+     "four-member learned layer registered before scoring)."),
+    ("--holdout19", _EVAL + "safety_holdout19.jsonl",
+     "holdout 19 (judges the four-member layer with holdout 20, not trained on)",
+     "Holdout 19 (by a twenty-first author; scored once, pooled with holdout 20, with the "
+     "four-member learned layer registered before scoring)."),
     ("--holdout18", _EVAL + "safety_holdout18.jsonl",
      "holdout 18 (spent: judged the calibrated margin with holdout 17, not trained on)",
      "Holdout 18 (by a twentieth author; scored once, pooled with holdout 17, with the "

@@ -90,7 +90,11 @@ DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
 # (eval/safety/calibrate_margin.py): the smallest margin whose full filter blocks at most
 # 1.75% of their benign texts pooled (and at most 3 MovieLens texts, 5% of explanations);
 # the out-of-fold rule gave 3.25, which saved filters made before keep
-ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 2.25}
+# with the all-mpnet-base-v2 regression as a fourth member: the same rule on the fifteen spent
+# holdouts (3-18) gives 2.25 too, the MovieLens limit taken as "no more than the three-member
+# default blocks with the same fine-tuned member" (eval/safety/README.md, holdouts 19 and 20)
+ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 2.25,
+                    ("lora", "regression", "ngram", "mpnet"): 2.25}
 ENSEMBLE_MARGIN_BEFORE_CALIBRATION = 3.25
 # the same with the regression member on all-mpnet-base-v2 (regression_model='mpnet')
 # (out of fold with the rest of the filter: regression alone 0.836 at FBR 0.016, with the
