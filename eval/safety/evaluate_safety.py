@@ -105,8 +105,8 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
-    found["offline, four members: + a regression on all-mpnet-base-v2 (registered, judged by "
-          "holdouts 19 and 20)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
+    found["offline, four members: + a regression on all-mpnet-base-v2 (judged by holdouts 19 "
+          "and 20: tied; not the default)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
               lexicon_path=args.lexicon, semantic_members=list(MEMBERS)), policy))
     found["offline, learned-layer margin 3.25 (out of fold; the default until holdouts 17-18)"
           ] = (lambda: SafetyFilter(OfflineToxicityClassifier(
@@ -179,13 +179,13 @@ _SPENT = "(spent: scored once, not trained on)"
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout20", _EVAL + "safety_holdout20.jsonl",
-     "holdout 20 (judges the four-member layer with holdout 19, not trained on)",
+     "holdout 20 (spent: judged the four-member layer with holdout 19, not trained on)",
      "Holdout 20 (by a twenty-second author; scored once, pooled with holdout 19, with the "
-     "four-member learned layer registered before scoring)."),
+     "four-member learned layer registered before scoring, which tied and did not ship)."),
     ("--holdout19", _EVAL + "safety_holdout19.jsonl",
-     "holdout 19 (judges the four-member layer with holdout 20, not trained on)",
+     "holdout 19 (spent: judged the four-member layer with holdout 20, not trained on)",
      "Holdout 19 (by a twenty-first author; scored once, pooled with holdout 20, with the "
-     "four-member learned layer registered before scoring)."),
+     "four-member learned layer registered before scoring, which tied and did not ship)."),
     ("--holdout18", _EVAL + "safety_holdout18.jsonl",
      "holdout 18 (spent: judged the calibrated margin with holdout 17, not trained on)",
      "Holdout 18 (by a twentieth author; scored once, pooled with holdout 17, with the "

@@ -34,8 +34,8 @@ ensemble's margin is then calibrated on the spent holdouts (text by new authors,
 trained on; ``eval/safety/calibrate_margin.py``): 2.25, the smallest whose full filter blocks
 at most 1.75% of their benign texts pooled (recall 0.958 at FBR 0.017 there, against 0.928 /
 0.011 at 3.25; left-one-holdout-out 0.956 / 0.016). On the newest
-holdout (15, a seventeenth author, scored once) the default filter with all three: recall 0.880
-at FBR 0.000, fine-tuned alone 0.773 (eval/safety/README.md). Benign examples also train as their
+holdouts (19 and 20, two more authors, scored once, pooled) the default filter: recall 0.953 at
+FBR 0.013, fine-tuned alone 0.760 (eval/safety/README.md). Benign examples also train as their
 bare titles and harmful ones with a year (:func:`format_variants`), so that the layer reads
 content rather than catalog formatting (without that, 13% of bare movie titles scored as
 harmful). In a legitimate context the lexicon recognises (prevention, health education,
@@ -90,9 +90,10 @@ DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
 # (eval/safety/calibrate_margin.py): the smallest margin whose full filter blocks at most
 # 1.75% of their benign texts pooled (and at most 3 MovieLens texts, 5% of explanations);
 # the out-of-fold rule gave 3.25, which saved filters made before keep
-# with the all-mpnet-base-v2 regression as a fourth member: the same rule on the fifteen spent
-# holdouts (3-18) gives 2.25 too, the MovieLens limit taken as "no more than the three-member
-# default blocks with the same fine-tuned member" (eval/safety/README.md, holdouts 19 and 20)
+# with the all-mpnet-base-v2 regression as a fourth member (an opt-in): the same rule on the
+# fifteen spent holdouts (3-18) gives 2.25 too, the MovieLens limit taken as "no more than the
+# three-member default blocks with the same fine-tuned member"; judged by holdouts 19 and 20,
+# it tied with the default at three times the cost (eval/safety/README.md)
 ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 2.25,
                     ("lora", "regression", "ngram", "mpnet"): 2.25}
 ENSEMBLE_MARGIN_BEFORE_CALIBRATION = 3.25
