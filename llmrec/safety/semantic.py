@@ -362,7 +362,9 @@ class SemanticHarmModel:
         from llmrec.safety.finetuned import read_tensors
         from llmrec.safety.ngram import PREFIX as NGRAM
 
-        groups: dict[str, dict[str, Any]] = {m: {} for m in MEMBERS}
+        # the frozen members first: their few named keys make the clearest error
+        groups: dict[str, dict[str, Any]] = {m: {} for m in ("regression", "ngram", MPNET,
+                                                             "lora")}
         for name, tensor in read_tensors(self.settings.weights).items():
             member = ("regression" if name.startswith(_REGRESSION)
                       else MPNET if name.startswith(_MPNET)
