@@ -109,6 +109,7 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
           "margin": 1.0}, "members 'regression' and 'mpnet' with regression_model 'mpnet' "
          "would be the same regression twice"),
         ({"method": "mpnet"}, r"no cross-validated default for the members \('mpnet',\)"),
+        ({"frozen_examples": "a.jsonl"}, "semantic frozen_examples must be a list of file paths"),
         ({"r": 0}, "semantic r must be an int >= 1"),
         ({"epochs": 1.5}, "semantic epochs must be an int >= 1"),
     ],
@@ -784,3 +785,51 @@ def test_members_are_pinned_in_saved_filters():
            "semantic_members": None}
     assert _saved_safety({"classifier": old})["classifier"]["semantic_members"] == [
         "lora", "regression", "ngram"]
+
+
+def test_frozen_examples_train_the_frozen_members_only(tiny_encoder_dir, examples, write,
+                                                      llmrec_cache):
+    """frozen_examples: the regression and n-gram members fit on examples + them (the same
+    fit as with both files as examples); the fine-tuned member is the one trained on examples
+    alone (not retrained); a harm category examples lacks is an error naming the files."""
+    more = [{"text": f"another insult line {i}", "label": "harmful", "category": "insult"}
+            for i in range(3)] + [{"text": f"a kind review {i}", "label": "benign",
+                                   "category": "general"} for i in range(3)]
+    extra = write("extra.jsonl", "\n".join(json.dumps(r) for r in more) + "\n")
+    common = {"model": tiny_encoder_dir, "margin": 0.0, "epochs": 1, "r": 4, "c": 3.0}
+    plain = SemanticHarmModel(SemanticSettings(method="ensemble", examples=(str(examples),),
+                                               **common))
+    frozen = SemanticHarmModel(SemanticSettings(method="ensemble", examples=(str(examples),),
+                                                frozen_examples=(str(extra),), **common))
+    both = SemanticHarmModel(SemanticSettings(method="ensemble",
+                                              examples=(str(examples), str(extra)), **common))
+    texts = [r["text"] for r in _rows()] + [r["text"] for r in more]
+    np.testing.assert_array_equal(frozen.classifier.logits(texts), plain.classifier.logits(texts))
+    np.testing.assert_allclose(frozen.weight, both.weight)
+    np.testing.assert_allclose(frozen.ngram.logits(texts), both.ngram.logits(texts))
+    assert not np.allclose(frozen.weight, plain.weight)
+    assert frozen.examples_sha256 == plain.examples_sha256  # what the fine-tuned one saw
+
+    bad = write("bad.jsonl", json.dumps({"text": "x", "label": "harmful",
+                                         "category": "sexual"}) + "\n")
+    with pytest.raises(ValueError, match=r"frozen_examples \[.*bad.jsonl'\]: harm categories "
+                       r"\['sexual'\] are not in the examples' \['insult', 'threat'\]"):
+        SemanticHarmModel(SemanticSettings(method="regression", examples=(str(examples),),
+                                           frozen_examples=(str(bad),), **common))
+    # a layer without a frozen member ignores them
+    assert SemanticSettings(method="lora", frozen_examples=(str(bad),)).frozen_example_paths() \
+        == ()
+
+
+def test_filters_saved_before_frozen_examples_have_none():
+    from llmrec.recommender.recommender import _saved_safety
+
+    old = {"type": "offline", "semantic_method": "ensemble", "semantic_margin": 2.25,
+           "semantic_members": ["lora", "regression", "ngram"]}
+    loaded = SafetyFilter.from_dict(_saved_safety({"classifier": old})).classifier
+    assert loaded.semantic_settings.frozen_examples == ()
+    new = OfflineToxicityClassifier(semantic_frozen_examples=["a.jsonl"]).to_dict()
+    assert _saved_safety({"classifier": new})["classifier"]["semantic_frozen_examples"] == [
+        "a.jsonl"]
+    with pytest.raises(ValueError, match="semantic_frozen_examples must be a list of file paths"):
+        OfflineToxicityClassifier(semantic_frozen_examples="a.jsonl")  # type: ignore[arg-type]

@@ -37,6 +37,10 @@ from llmrec.safety.semantic import (  # noqa: E402
 )
 
 HARM_CATEGORIES = ("insult", "threat", "identity_hate", "sexual", "self_harm")
+# the candidate judged by holdouts 21 and 22: the frozen members also trained on the spent
+# holdouts (eval/safety/crossfit_frozen.py), at the margin that script's rule chose
+SPENT_HOLDOUTS = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
+FROZEN_HOLDOUTS_MARGIN = 2.0
 
 
 def read_set(path: Path) -> list[dict[str, str]]:
@@ -105,6 +109,12 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             lambda method=method: SafetyFilter(
                 OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
                 policy))
+    found["offline, frozen members also trained on the spent holdouts 3-20, margin 2.0 "
+          "(registered, judged by holdouts 21 and 22)"] = (lambda: SafetyFilter(
+              OfflineToxicityClassifier(
+                  lexicon_path=args.lexicon, semantic_margin=FROZEN_HOLDOUTS_MARGIN,
+                  semantic_frozen_examples=[str(HERE / f"safety_holdout{n}.jsonl")
+                                            for n in SPENT_HOLDOUTS]), policy))
     found["offline, four members: + a regression on all-mpnet-base-v2 (judged by holdouts 19 "
           "and 20: tied; not the default)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
               lexicon_path=args.lexicon, semantic_members=list(MEMBERS)), policy))
@@ -178,6 +188,14 @@ _SPENT = "(spent: scored once, not trained on)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
+    ("--holdout22", _EVAL + "safety_holdout22.jsonl",
+     "holdout 22 (judges the frozen members trained on the spent holdouts, with holdout 21)",
+     "Holdout 22 (by a twenty-fourth author; scored once, pooled with holdout 21, with the "
+     "frozen members trained on the spent holdouts, registered before scoring)."),
+    ("--holdout21", _EVAL + "safety_holdout21.jsonl",
+     "holdout 21 (judges the frozen members trained on the spent holdouts, with holdout 22)",
+     "Holdout 21 (by a twenty-third author; scored once, pooled with holdout 22, with the "
+     "frozen members trained on the spent holdouts, registered before scoring)."),
     ("--holdout20", _EVAL + "safety_holdout20.jsonl",
      "holdout 20 (spent: judged the four-member layer with holdout 19, not trained on)",
      "Holdout 20 (by a twenty-second author; scored once, pooled with holdout 19, with the "

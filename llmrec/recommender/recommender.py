@@ -616,7 +616,8 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
     saved before the margin was pinned ("semantic_margin" None) with the three-member ensemble
     keeps the cross-validated 3.25 its verdicts were made with, not today's calibrated default;
     one saved before the members were pinned ("semantic_members" None) keeps the three members
-    None meant then (lora, regression, ngram), whatever today's default."""
+    None meant then (lora, regression, ngram), whatever today's default; one saved before the
+    frozen members could train on more examples has none ("semantic_frozen_examples" [])."""
     clf = values.get("classifier")
     if isinstance(clf, dict) and clf.get("type") == "offline" and "semantic" not in clf:
         values = {**values, "classifier": {**clf, "semantic": False}}
@@ -651,6 +652,11 @@ def _saved_safety(values: dict[str, Any], folder: Path | None = None) -> dict[st
         # three-member ensemble's verdicts were made with the cross-validated 3.25
         values = {**values, "classifier": {
             **clf, "semantic_margin": ENSEMBLE_MARGIN_BEFORE_CALIBRATION}}
+    clf = values.get("classifier")
+    if isinstance(clf, dict) and clf.get("type") == "offline" and (
+            "semantic_frozen_examples" not in clf):
+        # saved before the frozen members could train on more examples: they had none
+        values = {**values, "classifier": {**clf, "semantic_frozen_examples": []}}
     clf = values.get("classifier")
     if (folder is not None and isinstance(clf, dict)
             and isinstance(clf.get("semantic_weights"), str)

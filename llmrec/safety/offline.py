@@ -218,6 +218,12 @@ class OfflineToxicityClassifier:
         metadata={"help": "Labelled JSON-lines files the learned layer trains on (text, "
                   "label harmful|benign, category); None = the shipped examples."},
     )
+    semantic_frozen_examples: list[str] | None = field(
+        default=None,
+        metadata={"help": "More labelled files that only the learned layer's frozen members "
+                  "(regression, ngram, mpnet) train on (they refit in seconds to minutes; the "
+                  "fine-tuned member is not retrained); None = the shipped ones, [] = none."},
+    )
 
     name = "offline"
 
@@ -239,6 +245,11 @@ class OfflineToxicityClassifier:
             if isinstance(self.semantic_examples, str):
                 raise ValueError("semantic_examples must be a list of file paths, not one string")
             self.semantic_examples = list(self.semantic_examples)
+        if self.semantic_frozen_examples is not None:
+            if isinstance(self.semantic_frozen_examples, str):
+                raise ValueError("semantic_frozen_examples must be a list of file paths, not one "
+                                 "string")
+            self.semantic_frozen_examples = list(self.semantic_frozen_examples)
         if self.semantic_members is not None:
             if isinstance(self.semantic_members, str):
                 raise ValueError("semantic_members must be a list of member names, not one "
@@ -256,6 +267,8 @@ class OfflineToxicityClassifier:
             weights=self.semantic_weights,
             **extra,
             examples=None if self.semantic_examples is None else tuple(self.semantic_examples),
+            frozen_examples=(None if self.semantic_frozen_examples is None
+                             else tuple(self.semantic_frozen_examples)),
         )
         self._lexicon = Lexicon(self.lexicon_path)
 

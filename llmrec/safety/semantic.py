@@ -61,6 +61,7 @@ from llmrec.safety.mpnet import MPNET
 
 __all__ = [
     "DEFAULT_EXAMPLES",
+    "DEFAULT_FROZEN_EXAMPLES",
     "DEFAULT_MEMBERS",
     "ENSEMBLE_MARGIN_BEFORE_CALIBRATION",
     "MEMBERS",
@@ -77,6 +78,9 @@ __all__ = [
 ]
 
 DEFAULT_EXAMPLES = tuple(sorted((Path(__file__).parent / "data").glob("*.jsonl")))
+# what frozen_examples=None means: more examples for the frozen members only (none yet)
+DEFAULT_FROZEN_EXAMPLES: tuple[Path, ...] = ()
+FROZEN = ("regression", "ngram", "mpnet")  # the members that fit on a frozen representation
 LABELS = ("harmful", "benign")
 BENIGN = "benign"
 MEMBERS = ("lora", "regression", "ngram", "mpnet")  # what an ensemble can combine
@@ -128,9 +132,10 @@ def format_variants(row: dict[str, str]) -> list[str]:
     return out
 
 
-def read_examples(paths: Sequence[str | Path]) -> list[dict[str, str]]:
+def read_examples(paths: Sequence[str | Path], minimum: int = 2) -> list[dict[str, str]]:
     """Labelled texts from JSON-lines files: ``text``, ``label`` (harmful | benign) and, for
-    harmful texts, ``category`` (the class the model learns). Errors name file and line."""
+    harmful texts, ``category`` (the class the model learns), at least ``minimum`` of each
+    label. Errors name file and line."""
     rows = []
     for path in paths:
         path = Path(path)
@@ -152,9 +157,10 @@ def read_examples(paths: Sequence[str | Path]) -> list[dict[str, str]]:
                 raise ValueError(f"{path}:{n}: a harmful text needs a string 'category'")
             rows.append(row)
     harmful = sum(r["label"] == "harmful" for r in rows)
-    if harmful < 2 or len(rows) - harmful < 2:
-        raise ValueError(f"safety examples {[str(p) for p in paths]}: need at least 2 harmful "
-                         f"and 2 benign texts, got {harmful} and {len(rows) - harmful}")
+    if harmful < minimum or len(rows) - harmful < minimum:
+        raise ValueError(f"safety examples {[str(p) for p in paths]}: need at least {minimum} "
+                         f"harmful and {minimum} benign texts, got {harmful} and "
+                         f"{len(rows) - harmful}")
     return rows
 
 
@@ -202,6 +208,14 @@ class SemanticSettings:
         default=None,
         metadata={"help": f"'ensemble' only: the members it averages, two or more of "
                   f"{MEMBERS}; None = {DEFAULT_MEMBERS}."},
+    )
+    frozen_examples: tuple[str, ...] | None = field(
+        default=None,
+        metadata={"help": "More labelled JSON-lines files that only the frozen members "
+                  "(regression, ngram, mpnet) train on, beside examples: they refit in seconds "
+                  "to minutes, the fine-tuned member would train anew (None: the shipped "
+                  "DEFAULT_FROZEN_EXAMPLES; () none). Harm categories must be ones examples "
+                  "has."},
     )
     margin: float | None = field(
         default=None,
@@ -258,6 +272,13 @@ class SemanticSettings:
                 raise ValueError(f"semantic examples must be a list of file paths, "
                                  f"got {self.examples!r}")
             self.examples = tuple(self.examples)
+        if self.frozen_examples is not None:
+            if isinstance(self.frozen_examples, str) or not all(
+                isinstance(p, str) for p in self.frozen_examples
+            ):
+                raise ValueError(f"semantic frozen_examples must be a list of file paths, "
+                                 f"got {self.frozen_examples!r}")
+            self.frozen_examples = tuple(self.frozen_examples)
         for name in ("c", "ngram_c", "margin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
@@ -290,6 +311,13 @@ class SemanticSettings:
     def example_paths(self) -> tuple[str, ...]:
         return self.examples if self.examples is not None else tuple(map(str, DEFAULT_EXAMPLES))
 
+    def frozen_example_paths(self) -> tuple[str, ...]:
+        """The frozen members' extra files, if this layer has a frozen member."""
+        if not set(self.uses()) & set(FROZEN):
+            return ()
+        return (self.frozen_examples if self.frozen_examples is not None
+                else tuple(map(str, DEFAULT_FROZEN_EXAMPLES)))
+
 
 class SemanticHarmModel:
     """The trained layer: ``scores(texts, dampen)`` -> (score in [0, 1], top category) per text.
@@ -310,6 +338,18 @@ class SemanticHarmModel:
         classes = sorted({r["category"] for r in rows if r["label"] == "harmful"})
         self.classes = (BENIGN, *classes)
         texts, y = training_set(rows, self.classes)
+        frozen_paths = settings.frozen_example_paths()
+        if frozen_paths:  # the frozen members also fit on these (the fine-tuned one does not)
+            more = read_examples(frozen_paths, minimum=0)
+            unknown = sorted({r["category"] for r in more if r["label"] == "harmful"}
+                             - set(classes))
+            if unknown:
+                raise ValueError(f"semantic frozen_examples {list(frozen_paths)}: harm "
+                                 f"categories {unknown} are not in the examples' {classes}")
+            extra_texts, extra_y = training_set(more, self.classes)
+            frozen_texts, frozen_y = texts + extra_texts, np.concatenate([y, extra_y])
+        else:
+            frozen_texts, frozen_y = texts, y
         digest = hashlib.sha256()
         for r in rows:
             digest.update(json.dumps([r["text"], r["label"], r.get("category")]).encode())
@@ -339,21 +379,21 @@ class SemanticHarmModel:
                 self.weight, self.bias = self._saved_regression(
                     saved["regression"], self.encoder, _REGRESSION)
             else:
-                self.weight, self.bias = self._regression(texts, y, self.encoder)
+                self.weight, self.bias = self._regression(frozen_texts, frozen_y, self.encoder)
         if MPNET in uses:
             self.mpnet_encoder = SentenceTransformer(resolve_sentence_model(MPNET), device="cpu")
             if saved is not None:
                 self.mpnet_weight, self.mpnet_bias = self._saved_regression(
                     saved[MPNET], self.mpnet_encoder, _MPNET)
             else:
-                self.mpnet_weight, self.mpnet_bias = self._regression(texts, y,
-                                                                      self.mpnet_encoder)
+                self.mpnet_weight, self.mpnet_bias = self._regression(
+                    frozen_texts, frozen_y, self.mpnet_encoder)
         if "ngram" in uses:
             from llmrec.safety.ngram import NgramRegression
 
             self.ngram = (NgramRegression.from_state(saved["ngram"],
                                                      f"semantic weights {self.settings.weights}")
-                          if saved is not None else self._ngram(texts, y))
+                          if saved is not None else self._ngram(frozen_texts, frozen_y))
 
     def _saved_members(self, uses: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         """The saved layer's tensors, split by member (``regression.*``, ``mpnet.*``,
@@ -481,7 +521,8 @@ class SemanticHarmModel:
     def get(cls, settings: SemanticSettings) -> SemanticHarmModel:
         # every setting, plus the files' modification times: an edited examples file or a
         # re-saved weights file is read anew
-        files = (*settings.example_paths(), *([settings.weights] if settings.weights else []))
+        files = (*settings.example_paths(), *settings.frozen_example_paths(),
+                 *([settings.weights] if settings.weights else []))
         key = (astuple(settings),
                tuple((p, Path(p).stat().st_mtime_ns if Path(p).exists() else None)
                      for p in files))
