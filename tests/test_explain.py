@@ -220,18 +220,25 @@ def test_a_title_that_trips_the_filter_is_dropped_not_the_explanation(explainer)
     assert e.text == "Because you watched Heat." and e.safe
     assert [c.item_id for c in e.evidence] == ["h1"]
     assert e.method.startswith("template (fewer items; safety: classifier:offline:")
-    # the learned layer sees no harm in it (every member's harm probability under the veto's
-    # 0.05; the fine-tuned member's exact value differs between machines, as its training
-    # does) and vetoes that score (3-5 of MovieLens' 1,682 "Because you watched <title>."
-    # sentences stay blocked, depending on the machine that trained the layer)
-    for vetoing in (explainer, Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
-                                         SafetyFilter(OfflineToxicityClassifier(
-                                             semantic_method="lora")))):
+    # a learned layer that sees no harm in it (every member's harm probability under the
+    # veto's 0.05; the fine-tuned member's exact value differs between machines, as its
+    # training does) vetoes that score: the layer without the frozen members' holdout text,
+    # or the fine-tuned member alone
+    before = SafetyFilter(OfflineToxicityClassifier(semantic_frozen_examples=[]))
+    for vetoing in (Explainer(movie_catalog(), ExplainConfig(evidence="attention"), before),
+                    Explainer(movie_catalog(), ExplainConfig(evidence="attention"),
+                              SafetyFilter(OfflineToxicityClassifier(semantic_method="lora")))):
         e = vetoing.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
         assert e.text == "Because you watched Liar Liar and Heat." and e.safe
+    # the default's regression, trained on the holdouts' insults too, reads the sentence as
+    # one (harm ~0.7), so no veto: the title is dropped, the explanation stays (18 of
+    # MovieLens' 1,682 "Because you watched <title>." sentences are blocked on the machine
+    # that measured it, 11 without the holdout text; eval/safety/README.md)
+    e = explainer.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
+    assert e.text == "Because you watched Heat." and e.safe
     # as in recommend(): every cited item passed the filter, so the template sentence skips
     # the learned layer's label; its veto still applies, so the title is not dropped
-    cleared = Explainer(movie_catalog(), ExplainConfig(evidence="attention"), explainer.safety,
+    cleared = Explainer(movie_catalog(), ExplainConfig(evidence="attention"), before,
                         cleared=np.ones(len(ROWS), dtype=bool))
     e = cleared.explain(["l1", "h1"], rec("x1", ("l1", 0.6), ("h1", 0.3)))
     assert e.text == "Because you watched Liar Liar and Heat." and e.safe

@@ -56,6 +56,7 @@ def test_screened_lexicon_equals_the_full_scan():
     texts = []
     for path in [*sorted((ROOT / "llmrec/safety/data").glob("*.jsonl")),
                  *sorted((ROOT / "eval/safety").glob("safety_holdout*.jsonl")),
+                 *sorted((ROOT / "llmrec/safety/data/frozen").glob("safety_holdout*.jsonl")),
                  ROOT / "eval/safety/pending/examples_set7.jsonl"]:
         texts += [json.loads(line)["text"] for line in path.read_text().splitlines() if line]
     texts += ["Y0u are such an 1d10t", "ıdiot, you are", "I'll k1ll y0u", "KYS", "n1gg3r",

@@ -51,6 +51,20 @@ def examples(write):
     return write("examples.jsonl", "\n".join(json.dumps(r) for r in _rows()) + "\n")
 
 
+def test_shipped_frozen_examples_are_the_spent_holdouts():
+    """The frozen members' extra text: holdouts 3-20 (each 75 harmful / 75 benign), valid,
+    with the examples' harm categories, and not read by the fine-tuned member's glob."""
+    from llmrec.safety.semantic import DEFAULT_FROZEN_EXAMPLES
+
+    names = [p.name for p in DEFAULT_FROZEN_EXAMPLES]
+    assert names == sorted(f"safety_holdout{n}.jsonl" for n in (3, 4, *range(6, 21)))
+    rows = read_examples(DEFAULT_FROZEN_EXAMPLES)
+    assert len(rows) == 17 * 150 and sum(r["label"] == "harmful" for r in rows) == 17 * 75
+    assert {r["category"] for r in rows if r["label"] == "harmful"} == {
+        r["category"] for r in read_examples(DEFAULT_EXAMPLES) if r["label"] == "harmful"}
+    assert not set(DEFAULT_FROZEN_EXAMPLES) & set(DEFAULT_EXAMPLES)
+
+
 def test_shipped_examples_are_valid_and_balanced():
     rows = read_examples(DEFAULT_EXAMPLES)
     harmful = [r for r in rows if r["label"] == "harmful"]
@@ -625,7 +639,9 @@ def test_configs_saved_before_the_learned_layer_load_without_it():
     clf = SafetyFilter.from_dict(_saved_safety(saved)).classifier
     settings = clf.semantic_settings
     assert (clf.semantic_method, settings.c, settings.margin) == ("regression", 10, 1.85)
-    assert OfflineToxicityClassifier().semantic_settings.margin == 2.25  # calibrated default
+    assert OfflineToxicityClassifier().semantic_settings.margin == 2.0  # calibrated default
+    # without the frozen members' extra examples: the margin calibrated without them
+    assert OfflineToxicityClassifier(semantic_frozen_examples=[]).semantic_settings.margin == 2.25
     assert OfflineToxicityClassifier().semantic_settings.members == ("lora", "regression", "ngram")
     assert OfflineToxicityClassifier(semantic_members=["regression", "lora"]
                                      ).semantic_settings.margin == 4.60
@@ -687,7 +703,8 @@ def test_saved_filters_keep_the_margin_their_verdicts_were_made_with(saved, marg
 
 @pytest.mark.parametrize(
     ("kwargs", "pinned"),
-    [({}, 2.25), ({"semantic_margin": 4.0}, 4.0), ({"semantic_members": ["lora", "ngram"],
+    [({}, 2.0), ({"semantic_frozen_examples": []}, 2.25),
+     ({"semantic_margin": 4.0}, 4.0), ({"semantic_members": ["lora", "ngram"],
                                                    "semantic_margin": 3.0}, 3.0),
      ({"semantic_method": "ngram"}, 3.50), ({"semantic": False}, None)],
 )
@@ -816,6 +833,10 @@ def test_frozen_examples_train_the_frozen_members_only(tiny_encoder_dir, example
                        r"\['sexual'\] are not in the examples' \['insult', 'threat'\]"):
         SemanticHarmModel(SemanticSettings(method="regression", examples=(str(examples),),
                                            frozen_examples=(str(bad),), **common))
+    # None: the shipped ones go with the shipped examples only, not with an operator's own
+    assert len(SemanticSettings(method="regression").frozen_example_paths()) == 17
+    assert SemanticSettings(method="regression", examples=(str(examples),)
+                            ).frozen_example_paths() == ()
     # a layer without a frozen member ignores them
     assert SemanticSettings(method="lora", frozen_examples=(str(bad),)).frozen_example_paths() \
         == ()

@@ -17,10 +17,13 @@ most ``--max-ml-blocks`` MovieLens-100k texts (rendered or bare title) and at mo
 How well that rule does on a holdout it was not chosen on is estimated by leaving one holdout
 out: the margin is chosen on the other twelve and the left-out one is scored; the pooled
 left-out figures are printed per ``--max-fbr`` value. A new holdout scored once is the judge.
-Only the learned layer's margin changes here; its training is untouched. ``--members`` picks
-the ensemble's members (default: the default three; ``lora regression ngram mpnet`` adds the
-all-mpnet-base-v2 regression). Each member's logits are computed once per text and reused at
-every margin, so a grid costs about one scoring of the texts plus a few seconds per margin.
+Only the learned layer's margin changes here; its training is untouched. Since holdouts 3-20
+train the frozen members (2026-12-06), the layer calibrated here is the one without them
+(``semantic_frozen_examples=[]``, margin 2.25); ``crossfit_frozen.py`` chooses the default's.
+``--members`` picks the ensemble's members (default: the default three; ``lora regression
+ngram mpnet`` adds the all-mpnet-base-v2 regression). Each member's logits are computed once
+per text and reused at every margin, so a grid costs about one scoring of the texts plus a few
+seconds per margin.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "eval" / "safety"))
 
-from evaluate_safety import read_set  # noqa: E402
+from evaluate_safety import holdout_path, read_set  # noqa: E402
 
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter  # noqa: E402
 from llmrec.safety.semantic import (  # noqa: E402
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, sets = [], []
     for n in args.holdouts:
-        found = read_set(ROOT / "eval" / "safety" / f"safety_holdout{n}.jsonl")
+        found = read_set(holdout_path(n))
         rows += found
         sets += [n] * len(found)
     texts = [r["text"] for r in rows]
@@ -146,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     blocked, ml_blocks, expl_rate = [], [], []
     memo: dict[tuple[str, str], object] = {}
     for margin in grid:
+        # the frozen members without the spent holdouts: they train on them since holdouts
+        # 21-22 (eval/safety/crossfit_frozen.py chooses that layer's margin)
         clf = OfflineToxicityClassifier(semantic_margin=float(margin),
-                                        semantic_members=list(args.members))
+                                        semantic_members=list(args.members),
+                                        semantic_frozen_examples=[])
         memoize(clf.semantic_model_(), memo)
         flt = SafetyFilter(clf)
         blocked.append([v.blocked for v in flt.check(texts)])

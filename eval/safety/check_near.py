@@ -6,7 +6,8 @@ For independent authors of holdouts and training sets: it prints only the flagge
 NEW (line number, label / category, scores), never the existing texts, so an author can
 rewrite their own lines without reading the other sets. Too close = token Jaccard >= 0.3 or
 all-MiniLM-L6-v2 cosine >= 0.75 against any text of ``llmrec/safety/data/*.jsonl``,
-``eval/safety/*.jsonl``, ``eval/safety/pending/*.jsonl`` and the ``--also`` files.
+``llmrec/safety/data/frozen/*.jsonl``, ``eval/safety/*.jsonl``, ``eval/safety/pending/*.jsonl``
+and the ``--also`` files.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers import SentenceTransformer
 
     mine = [json.loads(line) for line in args.new.read_text(encoding="utf-8").splitlines()]
-    files = sorted([*ROOT.glob("llmrec/safety/data/*.jsonl"), *ROOT.glob("eval/safety/*.jsonl"),
+    files = sorted([*ROOT.glob("llmrec/safety/data/*.jsonl"),
+                    *ROOT.glob("llmrec/safety/data/frozen/*.jsonl"),
+                    *ROOT.glob("eval/safety/*.jsonl"),
                     *ROOT.glob("eval/safety/pending/*.jsonl"), *args.also])
     new = args.new.resolve()
     old = [json.loads(line)["text"] for f in files if f.resolve() != new

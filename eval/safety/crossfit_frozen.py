@@ -10,8 +10,9 @@ stays as shipped. How that does on text by an author it has not seen is estimate
 cross-fitting: the holdouts are split into ``--folds`` groups of whole holdouts (by author);
 for each group the frozen members are refitted on the shipped examples + the other groups'
 holdouts and the group is scored by the full default filter (lexicon, profanity-check,
-vetoes, policy) at every margin of a grid. The baseline is the shipped default (frozen
-members on the shipped examples only) on the same texts. MovieLens-100k (rendered texts and
+vetoes, policy) at every margin of a grid. The baseline is the layer with the frozen
+members on the shipped examples only (the default until holdouts 21 and 22 judged this
+change, which shipped) on the same texts. MovieLens-100k (rendered texts and
 bare titles) and the explanation sentences are scored with the members refitted on all the
 holdouts, as they would ship.
 
@@ -38,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "eval" / "safety"))
 
-from evaluate_safety import read_set  # noqa: E402
+from evaluate_safety import holdout_path, read_set  # noqa: E402
 
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter  # noqa: E402
 from llmrec.safety.ngram import NgramRegression  # noqa: E402
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from llmrec.data import load_dataset
 
-    clf = OfflineToxicityClassifier()  # the shipped default
+    # the layer without the holdouts (the default until holdouts 21-22): its frozen members
+    # are swapped for ones refitted per fold
+    clf = OfflineToxicityClassifier(semantic_frozen_examples=[])
     layer = clf.semantic_model_()
     clf.semantic_model_ = lambda: layer  # one layer; its margin and frozen members swapped
     shipped = layer.settings
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     base_texts, base_y = training_set(examples, layer.classes)
     rows, sets = [], []
     for n in args.holdouts:
-        found = read_set(ROOT / "eval" / "safety" / f"safety_holdout{n}.jsonl")
+        found = read_set(holdout_path(n))
         rows += found
         sets += [n] * len(found)
     sets_a = np.array(sets)

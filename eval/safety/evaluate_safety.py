@@ -37,10 +37,17 @@ from llmrec.safety.semantic import (  # noqa: E402
 )
 
 HARM_CATEGORIES = ("insult", "threat", "identity_hate", "sexual", "self_harm")
-# the candidate judged by holdouts 21 and 22: the frozen members also trained on the spent
-# holdouts (eval/safety/crossfit_frozen.py), at the margin that script's rule chose
-SPENT_HOLDOUTS = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
-FROZEN_HOLDOUTS_MARGIN = 2.0
+# the earlier layers, as they were judged: the frozen members on the shipped examples alone
+# (the spent holdouts 3-20 became their training text after holdouts 21 and 22)
+BEFORE_FROZEN: dict[str, Any] = {"semantic_frozen_examples": []}
+
+
+def holdout_path(n: int) -> Path:
+    """Holdout ``n``'s file: ``eval/safety/`` while unscored or spent, ``llmrec/safety/data/
+    frozen/`` once it trains the frozen members (holdouts 3-20)."""
+    frozen = HERE.parent.parent / "llmrec" / "safety" / "data" / "frozen"
+    path = frozen / f"safety_holdout{n}.jsonl"
+    return path if path.is_file() else HERE / f"safety_holdout{n}.jsonl"
 
 
 def read_set(path: Path) -> list[dict[str, str]]:
@@ -93,7 +100,8 @@ def measure(flt: SafetyFilter, rows: list[dict[str, str]], repeats: int) -> dict
 
 
 LAYER_NAMES = {"lora": "fine-tuned", "regression": "regression on frozen embeddings",
-               "ensemble": "ensemble of fine-tuned, regression and n-grams (mean harm log-odds)"}
+               "ensemble": "ensemble of fine-tuned, regression and n-grams (mean harm log-odds; "
+               "frozen members also on the spent holdouts 3-20)"}
 
 
 def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFilter]], list[str]]:
@@ -105,38 +113,37 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
         ),
     }
     for method in (m for m in METHODS if m not in (default, "ngram", "mpnet")):
-        found[f"offline, learned layer = {LAYER_NAMES[method]}"] = (
-            lambda method=method: SafetyFilter(
-                OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic_method=method),
-                policy))
-    found["offline, frozen members also trained on the spent holdouts 3-20, margin 2.0 "
-          "(registered, judged by holdouts 21 and 22)"] = (lambda: SafetyFilter(
-              OfflineToxicityClassifier(
-                  lexicon_path=args.lexicon, semantic_margin=FROZEN_HOLDOUTS_MARGIN,
-                  semantic_frozen_examples=[str(HERE / f"safety_holdout{n}.jsonl")
-                                            for n in SPENT_HOLDOUTS]), policy))
+        found[f"offline, learned layer = {LAYER_NAMES[method]} (shipped examples only)"] = (
+            lambda method=method: SafetyFilter(OfflineToxicityClassifier(
+                lexicon_path=args.lexicon, semantic_method=method, **BEFORE_FROZEN), policy))
+    found["offline, frozen members on the shipped examples only, margin 2.25 (the default "
+          "until holdouts 21-22)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
+              lexicon_path=args.lexicon, **BEFORE_FROZEN), policy))
     found["offline, four members: + a regression on all-mpnet-base-v2 (judged by holdouts 19 "
           "and 20: tied; not the default)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
-              lexicon_path=args.lexicon, semantic_members=list(MEMBERS)), policy))
+              lexicon_path=args.lexicon, semantic_members=list(MEMBERS), **BEFORE_FROZEN),
+              policy))
     found["offline, learned-layer margin 3.25 (out of fold; the default until holdouts 17-18)"
           ] = (lambda: SafetyFilter(OfflineToxicityClassifier(
-              lexicon_path=args.lexicon, semantic_margin=ENSEMBLE_MARGIN_BEFORE_CALIBRATION),
-              policy))
+              lexicon_path=args.lexicon, semantic_margin=ENSEMBLE_MARGIN_BEFORE_CALIBRATION,
+              **BEFORE_FROZEN), policy))
     found["offline, regression member on all-mpnet-base-v2 (judged by holdout 16; not the "
           "default)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, semantic_regression_model="mpnet"), policy))
+            lexicon_path=args.lexicon, semantic_regression_model="mpnet", **BEFORE_FROZEN),
+            policy))
     found["offline, veto_dissent off (the mean alone vetoes; the default until holdout 15)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, veto_dissent=1.0), policy))
+            lexicon_path=args.lexicon, veto_dissent=1.0, **BEFORE_FROZEN), policy))
     found["offline, vetoes as before holdout 12 (profanity_veto 0.01, no lexicon_veto)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, lexicon_veto=0.0, profanity_veto=0.01), policy))
+            lexicon_path=args.lexicon, lexicon_veto=0.0, profanity_veto=0.01,
+            **BEFORE_FROZEN), policy))
     found["offline, learned layer = ensemble of fine-tuned and regression (the default until "
           "holdout 11)"] = (
         lambda: SafetyFilter(OfflineToxicityClassifier(
             lexicon_path=args.lexicon, semantic_method="ensemble",
-            semantic_members=["lora", "regression"]), policy))
+            semantic_members=["lora", "regression"], **BEFORE_FROZEN), policy))
     found |= {
         "offline without the learned layer": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic=False), policy
@@ -183,73 +190,73 @@ def table(title: str, results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-_DATA, _EVAL = "llmrec/safety/data/", "eval/safety/"
-_SPENT = "(spent: scored once, not trained on)"
+_DATA, _EVAL, _FROZEN = "llmrec/safety/data/", "eval/safety/", "llmrec/safety/data/frozen/"
+_SPENT = "(spent: scored once; since holdouts 21-22 training text of the frozen members)"
 # (flag, path from the repository root, report name, --help), in report order; with
 # --skip-holdout only --eval is scored
 SETS = [
     ("--holdout22", _EVAL + "safety_holdout22.jsonl",
-     "holdout 22 (judges the frozen members trained on the spent holdouts, with holdout 21)",
+     "holdout 22 (spent: judged the frozen members trained on holdouts 3-20, with 21)",
      "Holdout 22 (by a twenty-fourth author; scored once, pooled with holdout 21, with the "
-     "frozen members trained on the spent holdouts, registered before scoring)."),
+     "frozen members trained on the spent holdouts, which shipped; then spent)."),
     ("--holdout21", _EVAL + "safety_holdout21.jsonl",
-     "holdout 21 (judges the frozen members trained on the spent holdouts, with holdout 22)",
+     "holdout 21 (spent: judged the frozen members trained on holdouts 3-20, with 22)",
      "Holdout 21 (by a twenty-third author; scored once, pooled with holdout 22, with the "
-     "frozen members trained on the spent holdouts, registered before scoring)."),
-    ("--holdout20", _EVAL + "safety_holdout20.jsonl",
+     "frozen members trained on the spent holdouts, which shipped; then spent)."),
+    ("--holdout20", _FROZEN + "safety_holdout20.jsonl",
      "holdout 20 (spent: judged the four-member layer with holdout 19, not trained on)",
      "Holdout 20 (by a twenty-second author; scored once, pooled with holdout 19, with the "
      "four-member learned layer registered before scoring, which tied and did not ship)."),
-    ("--holdout19", _EVAL + "safety_holdout19.jsonl",
+    ("--holdout19", _FROZEN + "safety_holdout19.jsonl",
      "holdout 19 (spent: judged the four-member layer with holdout 20, not trained on)",
      "Holdout 19 (by a twenty-first author; scored once, pooled with holdout 20, with the "
      "four-member learned layer registered before scoring, which tied and did not ship)."),
-    ("--holdout18", _EVAL + "safety_holdout18.jsonl",
+    ("--holdout18", _FROZEN + "safety_holdout18.jsonl",
      "holdout 18 (spent: judged the calibrated margin with holdout 17, not trained on)",
      "Holdout 18 (by a twentieth author; scored once, pooled with holdout 17, with the "
      "learned layer's margin calibrated on the spent holdouts, which shipped; then spent)."),
-    ("--holdout17", _EVAL + "safety_holdout17.jsonl",
+    ("--holdout17", _FROZEN + "safety_holdout17.jsonl",
      "holdout 17 (spent: judged the calibrated margin with holdout 18, not trained on)",
      "Holdout 17 (by a nineteenth author; scored once, pooled with holdout 18, with the "
      "learned layer's margin calibrated on the spent holdouts, which shipped; then spent)."),
-    ("--holdout16", _EVAL + "safety_holdout16.jsonl",
+    ("--holdout16", _FROZEN + "safety_holdout16.jsonl",
      "holdout 16 (spent: judged the all-mpnet-base-v2 regression member, not trained on)",
      "The newest holdout, by an eighteenth author: scored once with the regression member "
      "on all-mpnet-base-v2 and on all-MiniLM-L6-v2 (registered with that change); then "
      "spent, never trained on."),
-    ("--holdout15", _EVAL + "safety_holdout15.jsonl",
+    ("--holdout15", _FROZEN + "safety_holdout15.jsonl",
      "holdout 15 (spent: judged veto_dissent, not trained on)",
      "Holdout 15 (by a seventeenth author; scored once with and without veto_dissent, which "
      "shipped; then spent)."),
-    ("--holdout14", _EVAL + "safety_holdout14.jsonl",
+    ("--holdout14", _FROZEN + "safety_holdout14.jsonl",
      "holdout 14 (spent: judged the coded-hate / trade-term lexicon, not trained on)",
      "Holdout 14 (by a sixteenth author; scored once with the lexicon before and after the "
      "coded-hate / trade-term lines, which shipped; then spent)."),
-    ("--holdout13", _EVAL + "safety_holdout13.jsonl",
+    ("--holdout13", _FROZEN + "safety_holdout13.jsonl",
      "holdout 13 (spent: turned down the spent holdouts as training data, not trained on)",
      "Holdout 13 (by a fifteenth author; turned down the spent holdouts as training data, "
      "then spent)."),
-    ("--holdout12", _EVAL + "safety_holdout12.jsonl",
+    ("--holdout12", _FROZEN + "safety_holdout12.jsonl",
      "holdout 12 (spent: judged the lexicon veto, not trained on)",
      "Holdout 12 (by a fourteenth author; scored once with and without the lexicon veto, "
      "which shipped; then spent)."),
-    ("--holdout11", _EVAL + "safety_holdout11.jsonl",
+    ("--holdout11", _FROZEN + "safety_holdout11.jsonl",
      "holdout 11 (spent: judged the n-gram member, not trained on)",
      "Holdout 11 (by a thirteenth author; judged the n-gram member, then spent)."),
-    ("--holdout10", _EVAL + "safety_holdout10.jsonl",
+    ("--holdout10", _FROZEN + "safety_holdout10.jsonl",
      "holdout 10 (spent: judged the ensemble change, not trained on)",
      "Holdout 10 (by a twelfth author; judged the ensemble change, then spent)."),
-    ("--holdout9", _EVAL + "safety_holdout9.jsonl",
+    ("--holdout9", _FROZEN + "safety_holdout9.jsonl",
      "holdout 9 (spent: judged the set-13 change, not trained on)",
      "The newest holdout, by a tenth author: scored before and after the set-13 change "
      "(which it turned down); never trained on."),
-    ("--holdout8", _EVAL + "safety_holdout8.jsonl", f"holdout 8 {_SPENT}",
+    ("--holdout8", _FROZEN + "safety_holdout8.jsonl", f"holdout 8 {_SPENT}",
      "Holdout 8 (by a seventh author; scored once, then spent)."),
-    ("--holdout7", _EVAL + "safety_holdout7.jsonl", f"holdout 7 {_SPENT}",
+    ("--holdout7", _FROZEN + "safety_holdout7.jsonl", f"holdout 7 {_SPENT}",
      "Holdout 7 (by a sixth author; scored once, then spent)."),
-    ("--holdout6", _EVAL + "safety_holdout6.jsonl", f"holdout 6 {_SPENT}",
+    ("--holdout6", _FROZEN + "safety_holdout6.jsonl", f"holdout 6 {_SPENT}",
      "Holdout 6 (by a fifth author; scored once, then spent)."),
-    ("--holdout4", _EVAL + "safety_holdout4.jsonl", f"holdout 4 {_SPENT}",
+    ("--holdout4", _FROZEN + "safety_holdout4.jsonl", f"holdout 4 {_SPENT}",
      "Holdout 4 (scored once, then spent; not training data)."),
     ("--eval", _DATA + "examples_set1.jsonl", "set 1 (lexicon tuning + learned-layer training)",
      "Set 1 (lexicon tuning set; training data of the learned layer)."),
@@ -258,7 +265,7 @@ SETS = [
     ("--holdout2", _DATA + "examples_set4_holdout2.jsonl",
      "set 4 (holdout 2, spent; learned-layer training)",
      "Holdout 2 (scored once, then spent: now training data)."),
-    ("--holdout3", _EVAL + "safety_holdout3.jsonl", f"holdout 3 {_SPENT}",
+    ("--holdout3", _FROZEN + "safety_holdout3.jsonl", f"holdout 3 {_SPENT}",
      "Holdout 3 (scored once, then spent; not training data yet)."),
     ("--holdout5", _DATA + "examples_set8_holdout5.jsonl",
      "set 8 (holdout 5, spent; learned-layer training)",

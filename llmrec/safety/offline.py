@@ -222,7 +222,8 @@ class OfflineToxicityClassifier:
         default=None,
         metadata={"help": "More labelled files that only the learned layer's frozen members "
                   "(regression, ngram, mpnet) train on (they refit in seconds to minutes; the "
-                  "fine-tuned member is not retrained); None = the shipped ones, [] = none."},
+                  "fine-tuned member is not retrained); None = the shipped ones (the spent "
+                  "holdouts 3-20) with the shipped examples, none with your own; [] = none."},
     )
 
     name = "offline"

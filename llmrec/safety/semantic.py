@@ -30,12 +30,16 @@ recall 0.682 (margin 8.45, where the MovieLens constraint binds), regression 0.6
 margin 4.55, where the false-block constraint binds), n-grams 0.552 (c 30, margin 3.50),
 fine-tuned + regression 0.814 (margin 4.60, FBR 0.018), all three 0.850 (n-gram c 30, margin
 3.25, FBR 0.016; 0.849 / 0.011 once the layer also vetoes the lexicon). The default
-ensemble's margin is then calibrated on the spent holdouts (text by new authors, never
-trained on; ``eval/safety/calibrate_margin.py``): 2.25, the smallest whose full filter blocks
-at most 1.75% of their benign texts pooled (recall 0.958 at FBR 0.017 there, against 0.928 /
-0.011 at 3.25; left-one-holdout-out 0.956 / 0.016). On the newest
-holdouts (19 and 20, two more authors, scored once, pooled) the default filter: recall 0.953 at
-FBR 0.013, fine-tuned alone 0.760 (eval/safety/README.md). Benign examples also train as their
+ensemble's margin was then calibrated on the spent holdouts (text by new authors, each scored
+once; ``eval/safety/calibrate_margin.py``): 2.25, the smallest whose full filter blocks at
+most 1.75% of their benign texts pooled. Since 2026-12-06 those holdouts (3-20, 2,550 texts by
+seventeen authors, ``data/frozen/``) are also training text of the frozen members
+(regression, n-grams, mpnet: ``frozen_examples``), not of the fine-tuned one; cross-fitted by
+author (``eval/safety/crossfit_frozen.py``) the same rule gives margin 2.0 (recall 0.978 at
+FBR 0.017, against 0.951 for the layer without them at equal FBR). On the two holdouts that
+judged it (21 and 22, scored once, pooled) the default filter: recall 0.980 at FBR 0.020;
+without the frozen examples 0.953 / 0.020; fine-tuned alone 0.747 (eval/safety/README.md).
+Benign examples also train as their
 bare titles and harmful ones with a year (:func:`format_variants`), so that the layer reads
 content rather than catalog formatting (without that, 13% of bare movie titles scored as
 harmful). In a legitimate context the lexicon recognises (prevention, health education,
@@ -64,6 +68,7 @@ __all__ = [
     "DEFAULT_FROZEN_EXAMPLES",
     "DEFAULT_MEMBERS",
     "ENSEMBLE_MARGIN_BEFORE_CALIBRATION",
+    "ENSEMBLE_MARGIN_WITHOUT_FROZEN",
     "MEMBERS",
     "SemanticHarmModel",
     "SemanticSettings",
@@ -78,8 +83,10 @@ __all__ = [
 ]
 
 DEFAULT_EXAMPLES = tuple(sorted((Path(__file__).parent / "data").glob("*.jsonl")))
-# what frozen_examples=None means: more examples for the frozen members only (none yet)
-DEFAULT_FROZEN_EXAMPLES: tuple[Path, ...] = ()
+# what frozen_examples=None means: more examples for the frozen members only: the spent
+# holdouts 3-20 (2,550 texts by seventeen authors, each scored once before it joined)
+DEFAULT_FROZEN_EXAMPLES = tuple(sorted((Path(__file__).parent / "data" / "frozen").glob(
+    "*.jsonl")))
 FROZEN = ("regression", "ngram", "mpnet")  # the members that fit on a frozen representation
 LABELS = ("harmful", "benign")
 BENIGN = "benign"
@@ -98,9 +105,14 @@ DEFAULT_MARGINS = {"lora": 8.45, "regression": 4.55, "ngram": 3.50}
 # fifteen spent holdouts (3-18) gives 2.25 too, the MovieLens limit taken as "no more than the
 # three-member default blocks with the same fine-tuned member"; judged by holdouts 19 and 20,
 # it tied with the default at three times the cost (eval/safety/README.md)
-ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 2.25,
+ENSEMBLE_MARGINS = {("lora", "regression"): 4.60, ("lora", "regression", "ngram"): 2.0,
                     ("lora", "regression", "ngram", "mpnet"): 2.25}
 ENSEMBLE_MARGIN_BEFORE_CALIBRATION = 3.25
+# the three members' margin with the frozen members on the shipped examples alone
+# (frozen_examples=()): calibrated on the spent holdouts before they became frozen examples;
+# with them (the default) the same rule, cross-fitted by author, gives 2.0
+# (eval/safety/crossfit_frozen.py; judged by holdouts 21 and 22)
+ENSEMBLE_MARGIN_WITHOUT_FROZEN = 2.25
 # the same with the regression member on all-mpnet-base-v2 (regression_model='mpnet')
 # (out of fold with the rest of the filter: regression alone 0.836 at FBR 0.016, with the
 # fine-tuned member 0.857 / 0.014, all three 0.902 / 0.019; the MovieLens constraint binds)
@@ -214,8 +226,8 @@ class SemanticSettings:
         metadata={"help": "More labelled JSON-lines files that only the frozen members "
                   "(regression, ngram, mpnet) train on, beside examples: they refit in seconds "
                   "to minutes, the fine-tuned member would train anew (None: the shipped "
-                  "DEFAULT_FROZEN_EXAMPLES; () none). Harm categories must be ones examples "
-                  "has."},
+                  "DEFAULT_FROZEN_EXAMPLES with the shipped examples, none with your own; () "
+                  "none). Harm categories must be ones examples has."},
     )
     margin: float | None = field(
         default=None,
@@ -298,6 +310,9 @@ class SemanticSettings:
             table = MPNET_MARGINS
         else:
             table = {**{(m,): v for m, v in DEFAULT_MARGINS.items()}, **ENSEMBLE_MARGINS}
+        if (uses == DEFAULT_MEMBERS and table is not MPNET_MARGINS
+                and not self.frozen_example_paths()):
+            return ENSEMBLE_MARGIN_WITHOUT_FROZEN
         if uses not in table:
             raise ValueError(f"semantic margin: no cross-validated default for the members "
                              f"{uses} (regression_model {self.regression_model!r}); pass margin "
@@ -312,11 +327,13 @@ class SemanticSettings:
         return self.examples if self.examples is not None else tuple(map(str, DEFAULT_EXAMPLES))
 
     def frozen_example_paths(self) -> tuple[str, ...]:
-        """The frozen members' extra files, if this layer has a frozen member."""
+        """The frozen members' extra files, if this layer has a frozen member: None means the
+        shipped ones with the shipped examples, none with the operator's own examples."""
         if not set(self.uses()) & set(FROZEN):
             return ()
-        return (self.frozen_examples if self.frozen_examples is not None
-                else tuple(map(str, DEFAULT_FROZEN_EXAMPLES)))
+        if self.frozen_examples is not None:
+            return tuple(self.frozen_examples)
+        return tuple(map(str, DEFAULT_FROZEN_EXAMPLES)) if self.examples is None else ()
 
 
 class SemanticHarmModel:
