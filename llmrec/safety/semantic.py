@@ -277,20 +277,13 @@ class SemanticSettings:
                 raise ValueError(f"semantic {name} must be an int >= 1, got {value!r}")
         if self.weights is not None and not isinstance(self.weights, str):
             raise ValueError(f"semantic weights must be None or a file path, got {self.weights!r}")
-        if self.examples is not None:
-            if isinstance(self.examples, str) or not all(
-                isinstance(p, str) for p in self.examples
-            ):
-                raise ValueError(f"semantic examples must be a list of file paths, "
-                                 f"got {self.examples!r}")
-            self.examples = tuple(self.examples)
-        if self.frozen_examples is not None:
-            if isinstance(self.frozen_examples, str) or not all(
-                isinstance(p, str) for p in self.frozen_examples
-            ):
-                raise ValueError(f"semantic frozen_examples must be a list of file paths, "
-                                 f"got {self.frozen_examples!r}")
-            self.frozen_examples = tuple(self.frozen_examples)
+        for name in ("examples", "frozen_examples"):
+            paths = getattr(self, name)
+            if paths is None:
+                continue
+            if isinstance(paths, str) or not all(isinstance(p, str) for p in paths):
+                raise ValueError(f"semantic {name} must be a list of file paths, got {paths!r}")
+            setattr(self, name, tuple(paths))
         for name in ("c", "ngram_c", "margin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
