@@ -124,6 +124,10 @@ def test_too_few_examples_and_missing_file(write, tmp_path):
          "would be the same regression twice"),
         ({"method": "mpnet"}, r"no cross-validated default for the members \('mpnet',\)"),
         ({"frozen_examples": "a.jsonl"}, "semantic frozen_examples must be a list of file paths"),
+        ({"frozen_examples": 5}, "semantic frozen_examples must be a list of file paths, got 5"),
+        ({"method": "ensemble", "members": ("regression", "mpnet"), "margin": 1.0,
+          "regression_model": "sentence-transformers/all-mpnet-base-v2"},
+         "would be the same regression twice"),
         ({"r": 0}, "semantic r must be an int >= 1"),
         ({"epochs": 1.5}, "semantic epochs must be an int >= 1"),
     ],
@@ -704,6 +708,9 @@ def test_saved_filters_keep_the_margin_their_verdicts_were_made_with(saved, marg
 @pytest.mark.parametrize(
     ("kwargs", "pinned"),
     [({}, 2.0), ({"semantic_frozen_examples": []}, 2.25),
+     # 2.0 goes with the shipped frozen examples only
+     ({"semantic_frozen_examples": ["other.jsonl"]}, 2.25),
+     ({"semantic_members": ["lora", "regression", "ngram", "mpnet"]}, 2.25),
      ({"semantic_margin": 4.0}, 4.0), ({"semantic_members": ["lora", "ngram"],
                                                    "semantic_margin": 3.0}, 3.0),
      ({"semantic_method": "ngram"}, 3.50), ({"semantic": False}, None)],
@@ -805,7 +812,7 @@ def test_members_are_pinned_in_saved_filters():
 
 
 def test_frozen_examples_train_the_frozen_members_only(tiny_encoder_dir, examples, write,
-                                                      llmrec_cache):
+                                                      llmrec_cache, monkeypatch):
     """frozen_examples: the regression and n-gram members fit on examples + them (the same
     fit as with both files as examples); the fine-tuned member is the one trained on examples
     alone (not retrained); a harm category examples lacks is an error naming the files."""
@@ -813,11 +820,19 @@ def test_frozen_examples_train_the_frozen_members_only(tiny_encoder_dir, example
             for i in range(3)] + [{"text": f"a kind review {i}", "label": "benign",
                                    "category": "general"} for i in range(3)]
     extra = write("extra.jsonl", "\n".join(json.dumps(r) for r in more) + "\n")
+    import llmrec.safety.finetuned as finetuned
+
+    trained_on: list[list[str]] = []  # what the fine-tuned member is asked to train on
+    real = finetuned.load_or_train
+    monkeypatch.setattr(finetuned, "load_or_train", lambda path, texts, *a, **k: (
+        trained_on.append(list(texts)) or real(path, texts, *a, **k)))
     common = {"model": tiny_encoder_dir, "margin": 0.0, "epochs": 1, "r": 4, "c": 3.0}
-    plain = SemanticHarmModel(SemanticSettings(method="ensemble", examples=(str(examples),),
-                                               **common))
     frozen = SemanticHarmModel(SemanticSettings(method="ensemble", examples=(str(examples),),
                                                 frozen_examples=(str(extra),), **common))
+    plain = SemanticHarmModel(SemanticSettings(method="ensemble", examples=(str(examples),),
+                                               **common))
+    assert trained_on[0] == trained_on[1] == [t for r in _rows() for t in (r["text"],
+                                              *format_variants(r))]
     both = SemanticHarmModel(SemanticSettings(method="ensemble",
                                               examples=(str(examples), str(extra)), **common))
     texts = [r["text"] for r in _rows()] + [r["text"] for r in more]
@@ -833,10 +848,25 @@ def test_frozen_examples_train_the_frozen_members_only(tiny_encoder_dir, example
                        r"\['sexual'\] are not in the examples' \['insult', 'threat'\]"):
         SemanticHarmModel(SemanticSettings(method="regression", examples=(str(examples),),
                                            frozen_examples=(str(bad),), **common))
-    # None: the shipped ones go with the shipped examples only, not with an operator's own
-    assert len(SemanticSettings(method="regression").frozen_example_paths()) == 17
-    assert SemanticSettings(method="regression", examples=(str(examples),)
-                            ).frozen_example_paths() == ()
+    # None: the shipped ones for the default layer only (whose margin was chosen with them)
+    assert len(SemanticSettings(method="ensemble").frozen_example_paths()) == 17
+    for other in ({"method": "regression"}, {"method": "ensemble", "examples": (str(examples),)},
+                  {"method": "ensemble", "members": ("lora", "regression")},
+                  {"method": "ensemble", "members": ("lora", "regression", "ngram", "mpnet")},
+                  {"method": "ensemble", "regression_model": "mpnet"}):
+        assert SemanticSettings(**other).frozen_example_paths() == (), other
+    # saved weights: the frozen members load as fitted, their files are not read (bad.jsonl
+    # would be an error, a missing file too)
+    from safetensors.torch import save_file
+
+    reg = SemanticHarmModel(SemanticSettings(method="regression", examples=(str(examples),),
+                                             frozen_examples=(str(extra),), **common))
+    save_file(reg.state(), str(llmrec_cache.parent / "reg.safetensors"))
+    for files in ((str(bad),), (str(llmrec_cache.parent / "gone.jsonl"),)):
+        loaded = SemanticHarmModel(SemanticSettings(
+            method="regression", examples=(str(examples),), frozen_examples=files,
+            weights=str(llmrec_cache.parent / "reg.safetensors"), **common))
+        np.testing.assert_array_equal(loaded.weight, reg.weight)
     # a layer without a frozen member ignores them
     assert SemanticSettings(method="lora", frozen_examples=(str(bad),)).frozen_example_paths() \
         == ()

@@ -51,8 +51,6 @@ from llmrec.safety.semantic import (  # noqa: E402
 
 # the holdouts scored once and spent when the margin was calibrated (2026-12-05)
 SPENT = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
-# and when the four-member ensemble's margin was (2026-12-06)
-SPENT_DEC6 = (*SPENT, 17, 18)
 
 
 def memoize(model: SemanticHarmModel, memo: dict[tuple[str, str], object]) -> None:

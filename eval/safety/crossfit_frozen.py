@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     examples = read_examples(DEFAULT_EXAMPLES)
     base_texts, base_y = training_set(examples, layer.classes)
     rows, sets = [], []
-    for n in args.holdouts:
+    # in the order DEFAULT_FROZEN_EXAMPLES lists the files (by name), as the library fits
+    for n in sorted(args.holdouts, key=lambda n: holdout_path(n).name):
         found = read_set(holdout_path(n))
         rows += found
         sets += [n] * len(found)

@@ -223,7 +223,7 @@ class OfflineToxicityClassifier:
         metadata={"help": "More labelled files that only the learned layer's frozen members "
                   "(regression, ngram, mpnet) train on (they refit in seconds to minutes; the "
                   "fine-tuned member is not retrained); None = the shipped ones (the spent "
-                  "holdouts 3-20) with the shipped examples, none with your own; [] = none."},
+                  "holdouts 3-20) for the default layer, none for any other; [] = none."},
     )
 
     name = "offline"
@@ -242,15 +242,15 @@ class OfflineToxicityClassifier:
             raise ValueError(f"lexicon_path must be None or a file path, got {self.lexicon_path!r}")
         if not isinstance(self.semantic, bool):
             raise ValueError(f"semantic must be True or False, got {self.semantic!r}")
-        if self.semantic_examples is not None:
-            if isinstance(self.semantic_examples, str):
-                raise ValueError("semantic_examples must be a list of file paths, not one string")
-            self.semantic_examples = list(self.semantic_examples)
-        if self.semantic_frozen_examples is not None:
-            if isinstance(self.semantic_frozen_examples, str):
-                raise ValueError("semantic_frozen_examples must be a list of file paths, not one "
-                                 "string")
-            self.semantic_frozen_examples = list(self.semantic_frozen_examples)
+        for name in ("semantic_examples", "semantic_frozen_examples"):
+            paths = getattr(self, name)
+            if paths is None:
+                continue
+            if isinstance(paths, str):
+                raise ValueError(f"{name} must be a list of file paths, not one string")
+            if not isinstance(paths, (list, tuple)):
+                raise ValueError(f"{name} must be a list of file paths, got {paths!r}")
+            setattr(self, name, list(paths))
         if self.semantic_members is not None:
             if isinstance(self.semantic_members, str):
                 raise ValueError("semantic_members must be a list of member names, not one "

@@ -61,7 +61,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llmrec.data.errors import logger
-from llmrec.safety.mpnet import MPNET
+from llmrec.safety.mpnet import MPNET, MPNET_HUB_ID
 
 __all__ = [
     "DEFAULT_EXAMPLES",
@@ -226,7 +226,7 @@ class SemanticSettings:
         metadata={"help": "More labelled JSON-lines files that only the frozen members "
                   "(regression, ngram, mpnet) train on, beside examples: they refit in seconds "
                   "to minutes, the fine-tuned member would train anew (None: the shipped "
-                  "DEFAULT_FROZEN_EXAMPLES with the shipped examples, none with your own; () "
+                  "DEFAULT_FROZEN_EXAMPLES for the default layer, none for any other; () "
                   "none). Harm categories must be ones examples has."},
     )
     margin: float | None = field(
@@ -265,10 +265,20 @@ class SemanticSettings:
         if not isinstance(self.regression_model, str) or not self.regression_model:
             raise ValueError(f"semantic regression_model must be 'mpnet', 'default', a folder "
                              f"or a hub id, got {self.regression_model!r}")
-        if {"regression", MPNET} <= set(self.uses()) and self.regression_model == MPNET:
+        if {"regression", MPNET} <= set(self.uses()) and self.regression_model in (
+                MPNET, MPNET_HUB_ID):
             raise ValueError("semantic members 'regression' and 'mpnet' with regression_model "
-                             "'mpnet' would be the same regression twice; use regression_model "
+                             f"{self.regression_model!r} would be the same regression twice; "
+                             "use regression_model "
                              "'default' (or a folder / hub id) beside the 'mpnet' member")
+        for name in ("examples", "frozen_examples"):
+            paths = getattr(self, name)
+            if paths is None:
+                continue
+            if isinstance(paths, str) or not isinstance(paths, (list, tuple)) or not all(
+                    isinstance(p, str) for p in paths):
+                raise ValueError(f"semantic {name} must be a list of file paths, got {paths!r}")
+            setattr(self, name, tuple(paths))
         if self.margin is None:
             self.margin = self._default_margin()
         for name in ("r", "epochs"):
@@ -277,13 +287,6 @@ class SemanticSettings:
                 raise ValueError(f"semantic {name} must be an int >= 1, got {value!r}")
         if self.weights is not None and not isinstance(self.weights, str):
             raise ValueError(f"semantic weights must be None or a file path, got {self.weights!r}")
-        for name in ("examples", "frozen_examples"):
-            paths = getattr(self, name)
-            if paths is None:
-                continue
-            if isinstance(paths, str) or not all(isinstance(p, str) for p in paths):
-                raise ValueError(f"semantic {name} must be a list of file paths, got {paths!r}")
-            setattr(self, name, tuple(paths))
         for name in ("c", "ngram_c", "margin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
@@ -303,9 +306,11 @@ class SemanticSettings:
             table = MPNET_MARGINS
         else:
             table = {**{(m,): v for m, v in DEFAULT_MARGINS.items()}, **ENSEMBLE_MARGINS}
-        if (uses == DEFAULT_MEMBERS and table is not MPNET_MARGINS
-                and not self.frozen_example_paths()):
-            return ENSEMBLE_MARGIN_WITHOUT_FROZEN
+        if uses == DEFAULT_MEMBERS and table is not MPNET_MARGINS:
+            # 2.0 was chosen with the shipped frozen examples; other (or no) frozen files: the
+            # margin calibrated without them
+            return (table[uses] if self.frozen_example_paths() == _shipped_frozen()
+                    else ENSEMBLE_MARGIN_WITHOUT_FROZEN)
         if uses not in table:
             raise ValueError(f"semantic margin: no cross-validated default for the members "
                              f"{uses} (regression_model {self.regression_model!r}); pass margin "
@@ -320,13 +325,21 @@ class SemanticSettings:
         return self.examples if self.examples is not None else tuple(map(str, DEFAULT_EXAMPLES))
 
     def frozen_example_paths(self) -> tuple[str, ...]:
-        """The frozen members' extra files, if this layer has a frozen member: None means the
-        shipped ones with the shipped examples, none with the operator's own examples."""
+        """The frozen members' extra files, if this layer has a frozen member. None means the
+        shipped ones for the default layer (the three default members on the shipped examples,
+        the regression on the layer's encoder: the one whose margin was chosen with them) and
+        none for any other (its margin was chosen without them)."""
         if not set(self.uses()) & set(FROZEN):
             return ()
         if self.frozen_examples is not None:
             return tuple(self.frozen_examples)
-        return tuple(map(str, DEFAULT_FROZEN_EXAMPLES)) if self.examples is None else ()
+        default_layer = (self.examples is None and self.uses() == DEFAULT_MEMBERS
+                         and self.regression_model not in (MPNET, MPNET_HUB_ID))
+        return _shipped_frozen() if default_layer else ()
+
+
+def _shipped_frozen() -> tuple[str, ...]:
+    return tuple(map(str, DEFAULT_FROZEN_EXAMPLES))
 
 
 class SemanticHarmModel:
@@ -348,7 +361,8 @@ class SemanticHarmModel:
         classes = sorted({r["category"] for r in rows if r["label"] == "harmful"})
         self.classes = (BENIGN, *classes)
         texts, y = training_set(rows, self.classes)
-        frozen_paths = settings.frozen_example_paths()
+        # a saved layer's frozen members are loaded as fitted: their files are not read
+        frozen_paths = settings.frozen_example_paths() if settings.weights is None else ()
         if frozen_paths:  # the frozen members also fit on these (the fine-tuned one does not)
             more = read_examples(frozen_paths, minimum=0)
             unknown = sorted({r["category"] for r in more if r["label"] == "harmful"}
