@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,27 +55,31 @@ from llmrec.safety.semantic import (  # noqa: E402
 SPENT = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
 
 
-def memoize(model: SemanticHarmModel, memo: dict[tuple[str, str], object]) -> None:
-    """Make ``model``'s members look each text up in ``memo`` (shared by the models of every
-    margin: the same members and training, so the same logits) before computing it."""
-    def cached(name: str, compute):  # compute(texts) -> (n, K) logits
-        def run(texts, *args):
-            todo = list(dict.fromkeys(t for t in texts if (name, t) not in memo))
-            if todo:
-                for t, row in zip(todo, compute(todo, *args), strict=True):
-                    memo[name, t] = row
-            return np.stack([memo[name, t] for t in texts]) if texts else compute(texts, *args)
-        return run
+def per_text(memo: dict[str, Any], compute: Callable[..., np.ndarray]
+             ) -> Callable[..., np.ndarray]:
+    """``compute(texts, ...)`` -> (n, ...) rows, each text's row computed once into ``memo``."""
+    def run(texts: list[str], *args: Any) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in memo))
+        if todo:
+            for t, row in zip(todo, compute(todo, *args), strict=True):
+                memo[t] = row
+        return np.stack([memo[t] for t in texts]) if texts else compute(texts, *args)
+    return run
 
+
+def memoize(model: SemanticHarmModel, memo: dict[str, dict[str, Any]]) -> None:
+    """Make ``model``'s members look each text up in ``memo[member]`` (shared by the models of
+    every margin: the same members and training, so the same logits) before computing it."""
     if model.classifier is not None:
-        model.classifier.logits = cached("lora", model.classifier.logits)
+        model.classifier.logits = per_text(memo.setdefault("lora", {}), model.classifier.logits)
     if model.ngram is not None:
-        model.ngram.logits = cached("ngram", model.ngram.logits)
+        model.ngram.logits = per_text(memo.setdefault("ngram", {}), model.ngram.logits)
     embed = model._embed
-    encoders = {id(model.encoder): "regression", id(model.mpnet_encoder): "mpnet"}
-    model._embed = lambda texts, encoder=None: cached(
-        encoders[id(model.encoder if encoder is None else encoder)],
-        lambda t: embed(t, encoder))(texts)
+    by_encoder = {id(e): per_text(memo.setdefault(name, {}), lambda t, e=e: embed(t, e))
+                  for name, e in (("regression", model.encoder), ("mpnet", model.mpnet_encoder))
+                  if e is not None}
+    model._embed = lambda texts, encoder=None: by_encoder[
+        id(model.encoder if encoder is None else encoder)](texts)
 
 
 def leave_one_out(blocked: np.ndarray, harmful: np.ndarray, sets: np.ndarray,
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     low, high, step = args.grid
     grid = np.round(np.arange(high, low - step / 2, -step), 4)
     blocked, ml_blocks, expl_rate = [], [], []
-    memo: dict[tuple[str, str], object] = {}
+    memo: dict[str, dict[str, Any]] = {}
     for margin in grid:
         # the frozen members without the spent holdouts: they train on them since holdouts
         # 21-22 (eval/safety/crossfit_frozen.py chooses that layer's margin)
@@ -174,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     for i in np.argsort(grid):
         print(f"| {grid[i]:.3f} | {b[i, harmful].mean():.3f} | {b[i, ~harmful].mean():.4f} "
               f"({int(b[i, ~harmful].sum())}) | {ml_a[i]} | {expl_a[i]:.3f} |")
+    if not allowed.any():
+        print(f"\nno margin of the grid blocks at most {args.max_ml_blocks} MovieLens texts and "
+              f"{args.max_explanation_fbr:g} of the explanations (--max-ml-blocks, "
+              f"--max-explanation-fbr); widen --grid upwards")
+        return 1
     print("\n| max FBR | margin on all | left-one-out recall | left-one-out FBR | margins chosen |")
     print("|---|---|---|---|---|")
     for max_fbr in sorted({*args.also_fbr, args.max_fbr}):

@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "eval" / "safety"))
 
+from calibrate_margin import per_text  # noqa: E402
 from evaluate_safety import holdout_path, read_set  # noqa: E402
 
 from llmrec.safety import OfflineToxicityClassifier, SafetyFilter  # noqa: E402
@@ -52,17 +53,6 @@ from llmrec.safety.semantic import (  # noqa: E402
 
 # the holdouts spent by 2026-12-06
 SPENT = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
-
-
-def cached(memo: dict[str, Any], compute: Any) -> Any:
-    """``compute(texts, ...)`` -> (n, ...) rows, each text's row computed once."""
-    def run(texts: list[str], *args: Any) -> np.ndarray:
-        todo = list(dict.fromkeys(t for t in texts if t not in memo))
-        if todo:
-            for t, row in zip(todo, compute(todo, *args), strict=True):
-                memo[t] = row
-        return np.stack([memo[t] for t in texts]) if texts else compute(texts, *args)
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     clf.semantic_model_ = lambda: layer  # one layer; its margin and frozen members swapped
     shipped = layer.settings
     shipped_members = (layer.weight, layer.bias, layer.ngram)
-    layer.classifier.logits = cached({}, layer.classifier.logits)
+    layer.classifier.logits = per_text({}, layer.classifier.logits)
     embed = layer._embed
-    layer._embed = cached({}, lambda texts, encoder=None: embed(texts))
+    layer._embed = per_text({}, lambda texts, encoder=None: embed(texts))
 
     examples = read_examples(DEFAULT_EXAMPLES)
     base_texts, base_y = training_set(examples, layer.classes)

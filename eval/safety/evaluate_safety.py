@@ -112,38 +112,30 @@ def backends(args: argparse.Namespace) -> tuple[dict[str, Callable[[], SafetyFil
             OfflineToxicityClassifier(lexicon_path=args.lexicon), policy
         ),
     }
+
+    def before(**kwargs: Any) -> Callable[[], SafetyFilter]:
+        """An earlier layer as it was judged: the frozen members on the shipped examples."""
+        return lambda: SafetyFilter(OfflineToxicityClassifier(
+            lexicon_path=args.lexicon, **BEFORE_FROZEN, **kwargs), policy)
+
     for method in (m for m in METHODS if m not in (default, "ngram", "mpnet")):
         found[f"offline, learned layer = {LAYER_NAMES[method]} (shipped examples only)"] = (
-            lambda method=method: SafetyFilter(OfflineToxicityClassifier(
-                lexicon_path=args.lexicon, semantic_method=method, **BEFORE_FROZEN), policy))
+            before(semantic_method=method))
     found["offline, frozen members on the shipped examples only, margin 2.25 (the default "
-          "until holdouts 21-22)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
-              lexicon_path=args.lexicon, **BEFORE_FROZEN), policy))
+          "until holdouts 21-22)"] = before()
     found["offline, four members: + a regression on all-mpnet-base-v2 (judged by holdouts 19 "
-          "and 20: tied; not the default)"] = (lambda: SafetyFilter(OfflineToxicityClassifier(
-              lexicon_path=args.lexicon, semantic_members=list(MEMBERS), **BEFORE_FROZEN),
-              policy))
+          "and 20: tied; not the default)"] = before(semantic_members=list(MEMBERS))
     found["offline, learned-layer margin 3.25 (out of fold; the default until holdouts 17-18)"
-          ] = (lambda: SafetyFilter(OfflineToxicityClassifier(
-              lexicon_path=args.lexicon, semantic_margin=ENSEMBLE_MARGIN_BEFORE_CALIBRATION,
-              **BEFORE_FROZEN), policy))
+          ] = before(semantic_margin=ENSEMBLE_MARGIN_BEFORE_CALIBRATION)
     found["offline, regression member on all-mpnet-base-v2 (judged by holdout 16; not the "
-          "default)"] = (
-        lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, semantic_regression_model="mpnet", **BEFORE_FROZEN),
-            policy))
+          "default)"] = before(semantic_regression_model="mpnet")
     found["offline, veto_dissent off (the mean alone vetoes; the default until holdout 15)"] = (
-        lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, veto_dissent=1.0, **BEFORE_FROZEN), policy))
+        before(veto_dissent=1.0))
     found["offline, vetoes as before holdout 12 (profanity_veto 0.01, no lexicon_veto)"] = (
-        lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, lexicon_veto=0.0, profanity_veto=0.01,
-            **BEFORE_FROZEN), policy))
+        before(lexicon_veto=0.0, profanity_veto=0.01))
     found["offline, learned layer = ensemble of fine-tuned and regression (the default until "
-          "holdout 11)"] = (
-        lambda: SafetyFilter(OfflineToxicityClassifier(
-            lexicon_path=args.lexicon, semantic_method="ensemble",
-            semantic_members=["lora", "regression"], **BEFORE_FROZEN), policy))
+          "holdout 11)"] = before(semantic_method="ensemble",
+                                  semantic_members=["lora", "regression"])
     found |= {
         "offline without the learned layer": lambda: SafetyFilter(
             OfflineToxicityClassifier(lexicon_path=args.lexicon, semantic=False), policy

@@ -87,6 +87,7 @@ DEFAULT_EXAMPLES = tuple(sorted((Path(__file__).parent / "data").glob("*.jsonl")
 # holdouts 3-20 (2,550 texts by seventeen authors, each scored once before it joined)
 DEFAULT_FROZEN_EXAMPLES = tuple(sorted((Path(__file__).parent / "data" / "frozen").glob(
     "*.jsonl")))
+_SHIPPED_FROZEN = tuple(map(str, DEFAULT_FROZEN_EXAMPLES))  # as frozen_example_paths gives them
 FROZEN = ("regression", "ngram", "mpnet")  # the members that fit on a frozen representation
 LABELS = ("harmful", "benign")
 BENIGN = "benign"
@@ -304,13 +305,13 @@ class SemanticSettings:
         uses = self.uses()
         if "regression" in uses and self.regression_model == MPNET:
             table = MPNET_MARGINS
-        else:
-            table = {**{(m,): v for m, v in DEFAULT_MARGINS.items()}, **ENSEMBLE_MARGINS}
-        if uses == DEFAULT_MEMBERS and table is not MPNET_MARGINS:
+        elif uses == DEFAULT_MEMBERS:
             # 2.0 was chosen with the shipped frozen examples; other (or no) frozen files: the
             # margin calibrated without them
-            return (table[uses] if self.frozen_example_paths() == _shipped_frozen()
+            return (ENSEMBLE_MARGINS[uses] if self.frozen_example_paths() == _SHIPPED_FROZEN
                     else ENSEMBLE_MARGIN_WITHOUT_FROZEN)
+        else:
+            table = {**{(m,): v for m, v in DEFAULT_MARGINS.items()}, **ENSEMBLE_MARGINS}
         if uses not in table:
             raise ValueError(f"semantic margin: no cross-validated default for the members "
                              f"{uses} (regression_model {self.regression_model!r}); pass margin "
@@ -335,11 +336,7 @@ class SemanticSettings:
             return tuple(self.frozen_examples)
         default_layer = (self.examples is None and self.uses() == DEFAULT_MEMBERS
                          and self.regression_model not in (MPNET, MPNET_HUB_ID))
-        return _shipped_frozen() if default_layer else ()
-
-
-def _shipped_frozen() -> tuple[str, ...]:
-    return tuple(map(str, DEFAULT_FROZEN_EXAMPLES))
+        return _SHIPPED_FROZEN if default_layer else ()
 
 
 class SemanticHarmModel:
