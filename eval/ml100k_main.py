@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "README.md is this job's card).")
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="TrainConfig.ema_decay: keep a moving average of the weights.")
+    parser.add_argument("--average-epochs", type=int, default=0,
+                        help="TrainConfig.average_epochs: keep the uniform average of the "
+                        "weights at the ends of the last N epochs.")
     return parser
 
 
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
                                          lr_schedule=args.lr_schedule,
                                          decay_fraction=args.decay_fraction,
                                          ema_decay=args.ema_decay,
+                                         average_epochs=args.average_epochs,
                                          window_stride=args.window_stride,
                                          head_positions=args.head_positions,
                                          head_epochs=args.head_epochs,

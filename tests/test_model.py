@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 
 import numpy as np
@@ -167,6 +168,34 @@ def test_model_overfits_a_tiny_dataset(loss):
     assert result.history[-1].loss < result.history[0].loss / 3
 
 
+def test_resume_inside_the_averaged_tail_equals_uninterrupted(tmp_path):
+    """A run killed after epoch 2 of 5, inside the 3 averaged epochs, resumes to the same
+    model: the average and its count come back from the checkpoint."""
+    split = cyclic_split()
+    cfg = TrainConfig(epochs=5, average_epochs=3, batch_size=5, lr=3e-3, progress=False,
+                      patience=100, seed=7, output_dir=str(tmp_path))
+    straight = tiny_model(dropout=0.2)
+    Trainer(straight, split, dataclasses.replace(cfg, output_dir=None)).train()
+
+    class Killed(Exception):
+        pass
+
+    class Crashing(Trainer):
+        def _checkpoint(self, acc, epoch, state):
+            super()._checkpoint(acc, epoch, state)
+            if epoch == 2:
+                raise Killed
+
+    with pytest.raises(Killed):
+        Crashing(tiny_model(dropout=0.2), split, cfg).train()
+    resumed = tiny_model(dropout=0.2)
+    result = Trainer(resumed, split, cfg).train()
+    assert [h.epoch for h in result.history] == [0, 1, 2, 3, 4]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
+
+
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_resume_equals_uninterrupted(tmp_path, ema_decay):
     split = cyclic_split()
@@ -287,6 +316,64 @@ def test_weight_average_is_what_is_validated_and_kept():
         WeightAverage(model, 1.0)
     with pytest.raises(ValueError, match="checkpoint names differ"):
         ema.load_state_dict({})
+
+
+def test_uniform_average_is_the_mean_of_the_updates():
+    from llmrec.train.ema import WeightAverage
+
+    model = tiny_model()
+    average = WeightAverage(model, None)
+    raw = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for shift in (1.0, 2.0, 6.0):  # updates at raw + 1, + 3, + 9: mean raw + 13 / 3
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(shift)
+        average.update()
+    state = average.state_dict()
+    restored = WeightAverage(model, None)
+    restored.load_state_dict(state)
+    assert int(restored.count) == 3
+    with restored.applied():
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(p, raw[n] + 13.0 / 3)
+
+
+def test_tail_average_is_what_training_keeps():
+    """average_epochs=3 of 5: validation from epoch 2 on sees, and training keeps, the mean of
+    the epoch-end weights since epoch 2; the raw trajectory is the unaveraged run's."""
+    split = cyclic_split()
+    cfg = dict(epochs=5, batch_size=5, lr=3e-3, progress=False, patience=100, seed=7,
+               select="best")
+    ends: list[dict[str, torch.Tensor]] = []
+
+    class Recording(Trainer):  # validation runs at each epoch's end, on its raw weights here
+        def validate(self, acc, head=None):
+            ends.append({n: p.detach().clone() for n, p in self.model.named_parameters()})
+            return super().validate(acc, head)
+
+    raw = Recording(tiny_model(dropout=0.2), split, TrainConfig(**cfg)).train()
+    averaged = tiny_model(dropout=0.2)
+    result = Trainer(averaged, split, TrainConfig(average_epochs=3, **cfg)).train()
+    assert [h.valid["ndcg@10"] for h in result.history][:2] == [
+        h.valid["ndcg@10"] for h in raw.history][:2]
+    kept = result.best_epoch
+    for n, p in averaged.named_parameters():
+        expected = (torch.stack([e[n] for e in ends[2:kept + 1]]).mean(0) if kept >= 2
+                    else ends[kept][n])
+        torch.testing.assert_close(p.detach(), expected, msg=f"{n}: not the kept average")
+    assert any(h.valid["ndcg@10"] != r.valid["ndcg@10"]
+               for h, r in zip(result.history[3:], raw.history[3:], strict=True))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"average_epochs": -1}, r"average_epochs must be an int in \[0, epochs=60\]"),
+    ({"average_epochs": 61}, r"average_epochs must be an int in \[0, epochs=60\]"),
+    ({"average_epochs": 2.0}, r"average_epochs must be an int"),
+    ({"average_epochs": 3, "ema_decay": 0.9}, "set one of them"),
+])
+def test_average_epochs_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
 
 
 def test_head_scale_must_beat_retrieval_significantly():

@@ -162,7 +162,7 @@ class Recommender:
         self.model.retriever = make_retriever(self.retrieval)
         keys = ("epochs", "batch_size", "lr", "lr_schedule", "decay_fraction", "loss",
                 "window_stride", "head_positions", "head_epochs", "encoder_epochs", "encoder_lr",
-                "ema_decay", "select", "metric", "seed")
+                "ema_decay", "average_epochs", "select", "metric", "seed")
         self.card.training = {k: getattr(train, k) for k in keys} | {
             "kept epoch": result.best_epoch, f"valid {result.metric}": round(result.best_metric,
                                                                             4),

@@ -14,6 +14,10 @@ REPORT_TO = ("tensorboard", "none")
 SELECT = ("tolerant", "best")
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 @dataclass
 class TrainConfig:
     """How :class:`~llmrec.train.trainer.Trainer` trains (on ``accelerate``)."""
@@ -40,6 +44,13 @@ class TrainConfig:
         metadata={"help": "Exponential moving average of the recommender's weights, updated "
                   "every optimizer step (e.g. 0.99); validation, selection and the final "
                   "model use the average. 0 = off."},
+    )
+    average_epochs: int = field(
+        default=0,
+        metadata={"help": "Uniform average of the recommender's weights at the ends of the "
+                  "last N epochs (stochastic weight averaging over the tail of the schedule); "
+                  "from the first of them on, validation, selection and the final model use "
+                  "the average. 0 = off; not together with ema_decay."},
     )
     loss: str = field(
         default="full",
@@ -137,6 +148,12 @@ class TrainConfig:
             raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not _is_count(self.average_epochs) or self.average_epochs > self.epochs:
+            raise ValueError(f"average_epochs must be an int in [0, epochs={self.epochs}], "
+                             f"got {self.average_epochs!r}")
+        if self.average_epochs and self.ema_decay:
+            raise ValueError("average_epochs and ema_decay are two ways of averaging the "
+                             "weights: set one of them, the other to 0")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.mixed_precision not in PRECISIONS:

@@ -241,9 +241,12 @@ class Trainer:
         lambdas = [schedule] + [lambda _: 1.0] * (len(groups) - 1)
         lr_sched = torch.optim.lr_scheduler.LambdaLR(optim, lambdas)
         model, optim, loader, lr_sched = acc.prepare(self.joint, optim, loader, lr_sched)
+        # ema: every step's weights (ema_decay); tail: the last epochs' ends (average_epochs)
         ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay else None
-        if ema is not None:
-            acc.register_for_checkpointing(ema)
+        tail = WeightAverage(self.model, None) if cfg.average_epochs else None
+        for average in (ema, tail):
+            if average is not None:
+                acc.register_for_checkpointing(average)
         first_live = cfg.epochs - cfg.encoder_epochs
         popularity = torch.as_tensor(self.split.item_counts() + 1.0, device=acc.device)
         # items absent from training are left out of the full softmax (see training_loss)
@@ -312,10 +315,14 @@ class Trainer:
                 bar.set_postfix(loss=f"{sums[0] / steps:.3f}")
             if live:
                 self.joint.refresh_text()
+            if tail is not None and epoch >= cfg.epochs - cfg.average_epochs:
+                tail.update()
             log = EpochLog(epoch, *(sums / max(steps, 1)).tolist(),
                            seconds=time.perf_counter() - t1)
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                averaged = ema.applied() if ema is not None else contextlib.nullcontext()
+                averaged = (ema.applied() if ema is not None
+                            else tail.applied() if tail is not None and int(tail.count)
+                            else contextlib.nullcontext())
                 with averaged:  # validated, and saved if kept: the averaged weights
                     log.valid = self.validate(acc)
                     value, cases = log.valid[cfg.metric], self._valid_cases
