@@ -20,6 +20,7 @@ from pathlib import Path
 from llmrec import EncoderConfig, LoraSettings, ModelConfig, Recommender, TrainConfig
 from llmrec.data import load_dataset
 from llmrec.evaluation import EvalConfig, PopularityScorer, compare_markdown, evaluate
+from llmrec.safety.mpnet import MPNET, resolve_sentence_model
 from llmrec.train.config import SCHEDULES
 
 RECBOLE_SASREC = {"ndcg@10": 0.0609, "hr@10": 0.1251}
@@ -53,9 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "the encoder's activations in backward instead of keeping them (less "
                         "peak memory, a little more time in that epoch).")
     parser.add_argument("--mode", default="transductive", choices=("transductive", "inductive"))
+    parser.add_argument("--encoder", default="default",
+                        help="Item-text encoder: 'default' (all-MiniLM-L6-v2), 'mpnet' "
+                        "(all-mpnet-base-v2 from its PyPI wheels), or a model folder / hub id.")
     parser.add_argument("--max-len", type=int, default=50,
                         help="ModelConfig.max_len: history positions the model reads.")
-    parser.add_argument("--hidden-size", type=int, default=64, help="ModelConfig.hidden_size.")
+    parser.add_argument("--hidden-size", type=int, default=None,
+                        help="ModelConfig.hidden_size (default: 128 with --mode inductive, "
+                        "64 otherwise).")
     parser.add_argument("--dropout", type=float, default=0.3, help="ModelConfig.dropout.")
     parser.add_argument("--batch-size", type=int, default=128, help="TrainConfig.batch_size.")
     parser.add_argument("--time-gaps", action="store_true",
@@ -86,7 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(ds.stats().to_markdown())
 
     lora = LoraSettings(r=8, alpha=16) if args.encoder_epochs else None
-    rec = Recommender(EncoderConfig(lora=lora,
+    # 'default' stays a name in the saved config; 'mpnet' becomes its folder in the cache
+    encoder = (resolve_sentence_model(args.encoder, args.cache_dir) if args.encoder == MPNET
+               else args.encoder)
+    rec = Recommender(EncoderConfig(model_name_or_path=encoder, lora=lora,
                                     gradient_checkpointing=args.gradient_checkpointing),
                       ModelConfig(mode=args.mode, time_gaps=args.time_gaps,
                                   max_len=args.max_len, hidden_size=args.hidden_size,

@@ -318,6 +318,18 @@ def test_weight_average_is_what_is_validated_and_kept():
         ema.load_state_dict({})
 
 
+@pytest.mark.parametrize(("kwargs", "hidden"), [
+    ({"mode": "inductive"}, 128),  # the text projection is the whole item representation
+    ({"mode": "transductive"}, 64),
+    ({"mode": "id"}, 64),
+    ({"mode": "inductive", "hidden_size": 32, "n_heads": 4}, 32),
+])
+def test_hidden_size_default_depends_on_mode(kwargs, hidden):
+    config = ModelConfig(**kwargs)
+    assert config.hidden_size == hidden
+    assert ModelConfig.from_dict(config.to_dict()).hidden_size == hidden  # saved as a number
+
+
 def test_uniform_average_is_the_mean_of_the_updates():
     from llmrec.train.ema import WeightAverage
 

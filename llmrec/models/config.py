@@ -9,6 +9,8 @@ from llmrec.configs import strict_from_dict
 
 MODES = ("inductive", "transductive", "id")
 PROJECTIONS = ("linear", "mlp")
+DEFAULT_HIDDEN = 64  # hidden_size=None in 'transductive' and 'id' mode
+INDUCTIVE_HIDDEN = 128  # hidden_size=None in 'inductive' mode
 
 
 @dataclass
@@ -23,7 +25,14 @@ class ModelConfig:
             "item-id embeddings only (SASRec-style baseline; text is not used)."
         },
     )
-    hidden_size: int = field(default=64, metadata={"help": "Width of the sequence model."})
+    hidden_size: int | None = field(
+        default=None,
+        metadata={"help": "Width of the sequence model and the item vectors; None = "
+                  f"{INDUCTIVE_HIDDEN} in 'inductive' mode, where the text projection is the "
+                  f"whole item representation, {DEFAULT_HIDDEN} otherwise. Measured on ml-100k "
+                  "(eval/ml100k_main.py): text-only test NDCG@10 0.0548 at 128 (seeds 0-2) vs "
+                  "0.0456 at 64 (seed 0); text + ID 0.0576 at 128 vs 0.0644 at 64 (seed 0)."},
+    )
     n_layers: int = field(default=2, metadata={"help": "Transformer blocks over the history."})
     n_heads: int = field(default=2, metadata={"help": "Attention heads (sequence and head)."})
     inner_size: int = field(default=256, metadata={"help": "Feed-forward width."})
@@ -62,6 +71,8 @@ class ModelConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}")
+        if self.hidden_size is None:
+            self.hidden_size = INDUCTIVE_HIDDEN if self.mode == "inductive" else DEFAULT_HIDDEN
         for name in ("hidden_size", "n_layers", "n_heads", "inner_size", "max_len", "text_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
