@@ -29,9 +29,8 @@ class ModelConfig:
         default=None,
         metadata={"help": "Width of the sequence model and the item vectors; None = "
                   f"{INDUCTIVE_HIDDEN} in 'inductive' mode, where the text projection is the "
-                  f"whole item representation, {DEFAULT_HIDDEN} otherwise. Measured on ml-100k "
-                  "(eval/ml100k_main.py): text-only test NDCG@10 0.0548 at 128 (seeds 0-2) vs "
-                  "0.0456 at 64 (seed 0); text + ID 0.0576 at 128 vs 0.0644 at 64 (seed 0)."},
+                  f"whole item representation, {DEFAULT_HIDDEN} otherwise (README: text-only "
+                  "quality by width)."},
     )
     n_layers: int = field(default=2, metadata={"help": "Transformer blocks over the history."})
     n_heads: int = field(default=2, metadata={"help": "Attention heads (sequence and head)."})
